@@ -1,0 +1,44 @@
+# The README's commands. Everything runs from the project's own virtualenv (.venv).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+HOST ?= 127.0.0.1:8000
+ADMIN_USER ?= admin
+ADMIN_PASSWORD ?= admin
+
+.PHONY: setup run demo test test-embedded test-production services-start services-stop clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+.env:
+	@# A local development env: DEBUG on and a random secret. Production sets real variables and has no .env.
+	printf 'DJANGO_DEBUG=1\nDJANGO_SECRET_KEY=dev-%s\n' "$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > $@
+
+setup: $(VENV)/.installed .env  ## install only
+
+demo: setup  ## migrate, admin login, demo catalog, index
+	$(MANAGE) migrate --noinput
+	DJANGO_SUPERUSER_PASSWORD=$(ADMIN_PASSWORD) $(MANAGE) createsuperuser --noinput --username $(ADMIN_USER) --email admin@example.com 2>/dev/null || true
+	$(MANAGE) load_demo
+	$(MANAGE) reindex --missing
+
+run: demo  ## everything, then serve on http://$(HOST)
+	@echo "Serving on http://$(HOST)  (admin: $(ADMIN_USER) / $(ADMIN_PASSWORD) at /admin/)"
+	$(MANAGE) runserver $(HOST)
+
+test: setup  ## the whole suite; service tests skip (loudly) unless the services are configured
+	$(PY) -m pytest
+
+services-start:
+	bash scripts/services.sh start
+
+services-stop:
+	bash scripts/services.sh stop
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,83 @@
+"""Shared fixtures: a temporary MEDIA_ROOT, generated photos, catalog factories, a fresh index per test."""
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from django.core.files.base import ContentFile
+from PIL import Image, ImageDraw
+
+from catalog.models import Product, ProductImage
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def fresh_index():
+    """Each test starts with an empty in-process index (extractors stay loaded: building a CNN is slow)."""
+    from visualsearch.registry import indexes
+
+    indexes.reset()
+    yield
+    indexes.reset()
+
+
+def scene(seed: int, size: tuple[int, int] = (256, 256)) -> Image.Image:
+    """A synthetic 'product photo': random coloured shapes on a random background, distinct per seed."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    for _ in range(12):
+        x0, y0 = rng.randrange(w), rng.randrange(h)
+        box = (x0, y0, x0 + rng.randrange(20, w // 2), y0 + rng.randrange(20, h // 2))
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        getattr(draw, rng.choice(["ellipse", "rectangle"]))(box, fill=colour)
+        draw.line((rng.randrange(w), rng.randrange(h), rng.randrange(w), rng.randrange(h)), fill=colour, width=6)
+    return image
+
+
+def another_view(image: Image.Image) -> Image.Image:
+    """The same object photographed again: slightly cropped, rescaled and brighter."""
+    w, h = image.size
+    cropped = image.crop((w // 16, h // 16, w - w // 20, h - h // 12)).resize((w + 40, h + 20))
+    return cropped.point(lambda v: min(255, int(v * 1.08)))
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def scene_jpeg(seed: int, **kwargs) -> bytes:
+    return encode(scene(seed, **kwargs))
+
+
+@pytest.fixture
+def make_product(db):
+    counter = iter(range(10**6))
+
+    def make(**fields) -> Product:
+        n = next(counter)
+        defaults = {"relation_id": f"rel-{n}", "title": f"Product {n}", "category": "misc", "price": "9.99"}
+        return Product.objects.create(**{**defaults, **fields})
+
+    return make
+
+
+@pytest.fixture
+def make_image(db, make_product):
+    def make(product: Product | None = None, *, seed: int = 0, data: bytes | None = None, name="photo.jpg"):
+        product = product or make_product()
+        photo = ProductImage(product=product)
+        photo.image.save(name, ContentFile(data if data is not None else scene_jpeg(seed)), save=False)
+        photo.save()
+        return photo
+
+    return make

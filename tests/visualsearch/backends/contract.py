@@ -1,0 +1,148 @@
+"""The contract every vector-index backend must pass, checked against the brute-force reference.
+
+A backend's test module subclasses ``IndexContract`` and provides an ``index`` fixture (an empty index of
+dimension ``DIM``). Approximate backends (``index.exact`` False) are held to recall instead of equality.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from visualsearch.backends.base import IndexEntry, SearchFilters
+
+from .reference import clustered_entries, random_entries, random_unit_vectors, reference_search
+
+DIM = 32
+
+
+def load(index, entries) -> None:
+    index.upsert(entries)
+    index.refresh()
+
+
+def product_ids(hits) -> list[int]:
+    return [hit.product_id for hit in hits]
+
+
+class IndexContract:
+    def test_empty_index_finds_nothing(self, index):
+        assert index.search(random_unit_vectors(1, DIM, 1)[0], limit=5) == []
+        assert index.count() == 0
+
+    def test_upsert_counts_and_lists_ids(self, index):
+        load(index, random_entries(50, DIM, products=10))
+        assert index.count() == 50
+        assert index.image_ids() == set(range(1, 51))
+
+    def test_results_agree_with_brute_force(self, index):
+        entries = random_entries(600, DIM, products=150, seed=3)
+        load(index, entries)
+        for query in random_unit_vectors(15, DIM, seed=99):
+            got = index.search(query, limit=10)
+            want = reference_search(entries, query, limit=10)
+            self._assert_same_ranking(index, got, want)
+
+    def _assert_same_ranking(self, index, got, want):
+        if index.exact:
+            assert [(h.product_id, h.image_id) for h in got] == [(h.product_id, h.image_id) for h in want]
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+        else:
+            overlap = len(set(product_ids(got)) & set(product_ids(want)))
+            assert overlap >= 0.9 * len(want)
+
+    def test_one_hit_per_product_with_its_best_photo(self, index):
+        entries = clustered_entries(n_products=20, per_product=5, dim=DIM)
+        load(index, entries)
+        query = entries[7].vector  # photo 8 = product 2's third photo
+        hits = index.search(query, limit=10)
+        assert len(product_ids(hits)) == len(set(product_ids(hits)))
+        assert hits[0].product_id == 2 and hits[0].image_id == 8
+        assert hits[0].score == pytest.approx(1.0, abs=0.02)
+
+    def test_scores_are_cosine_similarities_best_first(self, index):
+        entries = random_entries(200, DIM, products=200, seed=5)
+        load(index, entries)
+        query = random_unit_vectors(1, DIM, seed=6)[0]
+        hits = index.search(query, limit=20, filters=SearchFilters(active_only=False))
+        by_id = {e.image_id: e for e in entries}
+        for hit in hits:
+            assert hit.score == pytest.approx(float(by_id[hit.image_id].vector @ query), abs=0.02)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+    def test_threshold_drops_weaker_products(self, index):
+        entries = random_entries(300, DIM, products=100, seed=8)
+        load(index, entries)
+        query = random_unit_vectors(1, DIM, seed=9)[0]
+        hits = index.search(query, limit=100, threshold=0.2)
+        assert hits and all(hit.score >= 0.2 - 0.01 for hit in hits)
+        want = reference_search(entries, query, limit=100, threshold=0.2)
+        assert abs(len(hits) - len(want)) <= max(1, len(want) // 20)
+
+    def test_pages_are_consistent(self, index):
+        entries = random_entries(400, DIM, products=120, seed=11)
+        load(index, entries)
+        query = random_unit_vectors(1, DIM, seed=12)[0]
+        first, second = index.search(query, limit=10), index.search(query, limit=10, offset=10)
+        both = index.search(query, limit=20)
+        assert product_ids(first) + product_ids(second) == product_ids(both)
+        assert not set(product_ids(first)) & set(product_ids(second))
+
+    def test_inactive_products_are_hidden_by_default(self, index):
+        entries = random_entries(200, DIM, products=40, seed=13)
+        load(index, entries)
+        inactive = {e.product_id for e in entries if not e.is_active}
+        hits = index.search(random_unit_vectors(1, DIM, seed=14)[0], limit=40)
+        assert inactive and not inactive & set(product_ids(hits))
+        everything = index.search(random_unit_vectors(1, DIM, seed=14)[0], limit=40,
+                                  filters=SearchFilters(active_only=False))
+        assert inactive & set(product_ids(everything))
+
+    def test_category_filter(self, index):
+        entries = random_entries(300, DIM, products=300, seed=15)
+        load(index, entries)
+        hits = index.search(random_unit_vectors(1, DIM, seed=16)[0], limit=30,
+                            filters=SearchFilters(category="bags"))
+        bags = {e.image_id for e in entries if e.category == "bags"}
+        assert hits and all(hit.image_id in bags for hit in hits)
+
+    def test_upsert_replaces_an_entry(self, index):
+        entries = random_entries(20, DIM, products=20, seed=17)
+        load(index, entries)
+        moved = IndexEntry(1, 999, entries[5].vector, "hats", True)
+        load(index, [moved])
+        assert index.count() == 20
+        hits = index.search(entries[5].vector, limit=2, filters=SearchFilters(active_only=False))
+        assert {(h.product_id, h.image_id) for h in hits} >= {(999, 1)}
+
+    def test_deactivating_by_upsert_hides_the_product(self, index):
+        entries = random_entries(20, DIM, products=20, seed=18)
+        load(index, entries)
+        target = entries[3]
+        load(index, [IndexEntry(target.image_id, target.product_id, target.vector, target.category, False)])
+        assert target.product_id not in product_ids(index.search(target.vector, limit=20))
+
+    def test_delete_removes_and_ignores_unknown_ids(self, index):
+        entries = random_entries(30, DIM, products=30, seed=19)
+        load(index, entries)
+        index.delete([1, 2, 12345])
+        index.refresh()
+        assert index.count() == 28
+        assert not {1, 2} & index.image_ids()
+
+    def test_last_entry_in_a_batch_wins(self, index):
+        v1, v2 = random_unit_vectors(2, DIM, seed=20)
+        load(index, [IndexEntry(1, 1, v1), IndexEntry(1, 2, v2)])
+        assert index.count() == 1
+        assert index.search(v2, limit=1)[0].product_id == 2
+
+    def test_rebuild_replaces_everything(self, index):
+        load(index, random_entries(40, DIM, products=10, seed=21))
+        fresh = random_entries(25, DIM, products=5, seed=22)
+        fresh = [IndexEntry(e.image_id + 1000, e.product_id, e.vector, e.category, e.is_active) for e in fresh]
+        assert index.rebuild(iter(fresh), expected_count=25) == 25
+        index.refresh()
+        assert index.image_ids() == {e.image_id for e in fresh}
+
+    def test_wrong_dimension_is_rejected(self, index):
+        with pytest.raises(ValueError):
+            index.upsert([IndexEntry(1, 1, np.ones(DIM + 1, dtype=np.float32))])

@@ -1,0 +1,100 @@
+"""The vector-index interface. Plain data in and out: ids, vectors, scores; never ORM objects."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One indexed photo: its vector plus the product fields searches filter and group on."""
+
+    image_id: int
+    product_id: int
+    vector: np.ndarray = field(repr=False)
+    category: str = ""
+    is_active: bool = True
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    active_only: bool = True
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """The best-matching photo of one product; ``score`` is the cosine similarity in [-1, 1]."""
+
+    product_id: int
+    image_id: int
+    score: float
+
+
+class IndexUnavailable(Exception):
+    """The index cannot be reached or answered too slowly; callers turn this into 503 / a pending status."""
+
+
+class VectorIndex(ABC):
+    """A kNN index over unit vectors of one extractor, grouped by product at query time.
+
+    Backends declare what they cannot do exactly rather than silently differing: ``exact`` is False for
+    approximate (ANN) indexes, whose results the contract suite checks by recall instead of equality.
+    """
+
+    exact: bool = True
+    in_process: bool = False  # True: lives in this process and must be loaded from the stored vectors
+
+    def __init__(self, *, extractor_id: str, dim: int, **options) -> None:
+        self.extractor_id = extractor_id
+        self.dim = dim
+
+    @abstractmethod
+    def upsert(self, entries: Sequence[IndexEntry]) -> None:
+        """Insert or replace entries (by image_id), as one batch."""
+
+    @abstractmethod
+    def delete(self, image_ids: Sequence[int]) -> None:
+        """Remove entries; unknown ids are ignored."""
+
+    @abstractmethod
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        limit: int,
+        offset: int = 0,
+        threshold: float | None = None,
+        filters: SearchFilters = SearchFilters(),
+    ) -> list[SearchHit]:
+        """Products ranked by their best photo's similarity, one hit per product, best first."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of indexed photos (as visible to searches)."""
+
+    @abstractmethod
+    def image_ids(self) -> set[int]:
+        """All indexed photo ids; used to verify an index against the database."""
+
+    @abstractmethod
+    def rebuild(self, entries: Iterable[IndexEntry], *, expected_count: int | None = None) -> int:
+        """Replace the whole content with ``entries`` without a moment where searches see a partial index.
+        Returns the number of entries loaded."""
+
+    def refresh(self) -> None:
+        """Make every write so far visible to searches (near-real-time indexes); a no-op where writes are instant."""
+
+    def rollback(self) -> None:
+        """Switch back to the index that the last rebuild replaced, where the backend keeps one."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no previous index to roll back to")
+
+    def close(self) -> None:
+        """Release connections; the registry calls it when settings change."""
+
+    def check(self) -> list[str]:
+        """Problems that make the index unusable (for system checks and health endpoints)."""
+        return []

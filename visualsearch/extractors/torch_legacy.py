@@ -1,0 +1,170 @@
+"""Read a legacy (pre-1.6, non-zip) PyTorch ``state_dict`` file into numpy arrays, without torch.
+
+A ``.pth`` file is a pickle, and unpickling runs whatever callables the file names. ``torch.load`` (and plain
+``pickle.load``) would therefore execute code from the weights file. Here every pickle in the file goes through
+:class:`_RestrictedUnpickler`, which resolves only the handful of names a state dict needs and refuses the rest,
+so a tampered file fails with :class:`pickle.UnpicklingError` instead of running anything.
+
+Legacy layout (torch/serialization.py ``_legacy_save``), one stream of consecutive pickles and raw bytes:
+
+1. magic number pickle, 2. protocol version pickle, 3. sys_info pickle,
+4. the object itself; tensor storages appear as persistent ids
+   ``('storage', storage_type, key, location, numel, view_metadata)``,
+5. a pickle of the storage keys, in the order their data follows,
+6. for each key: an int64 little-endian element count, then ``count * element_size`` raw little-endian bytes.
+"""
+from __future__ import annotations
+
+import collections
+import pickle
+import zipfile
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any, BinaryIO
+
+import numpy as np
+
+_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_PROTOCOL_VERSION = 1001
+
+# torch storage class name -> numpy dtype (little-endian, as torch writes them on every platform we support).
+_STORAGE_DTYPES: dict[str, np.dtype] = {
+    "FloatStorage": np.dtype("<f4"),
+    "DoubleStorage": np.dtype("<f8"),
+    "HalfStorage": np.dtype("<f2"),
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+}
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    """Stand-in for ``torch.FloatStorage`` & co.: all we need from the class is its element dtype."""
+
+    dtype: np.dtype
+
+
+def _rebuild_tensor_v2(
+    storage: np.ndarray, storage_offset: int, size: tuple[int, ...], stride: tuple[int, ...], *_ignored: Any
+) -> np.ndarray:
+    """Mirror of ``torch._utils._rebuild_tensor_v2``: a strided view into a (not yet filled) storage buffer.
+
+    The storage bytes only follow the main pickle, so we return a view now and the buffer is filled in place
+    later. Bounds are checked because ``as_strided`` would otherwise happily read outside the buffer.
+    """
+    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    if len(size) != len(stride) or storage_offset < 0 or any(s < 0 for s in size + stride):
+        raise pickle.UnpicklingError("invalid tensor geometry")
+    if 0 not in size:
+        last = storage_offset + sum((n - 1) * st for n, st in zip(size, stride))
+        if last >= storage.size:
+            raise pickle.UnpicklingError("tensor view exceeds its storage")
+    item = storage.itemsize
+    return np.lib.stride_tricks.as_strided(
+        storage[storage_offset:] if storage_offset < storage.size else storage[:0],
+        shape=size,
+        strides=tuple(st * item for st in stride),
+        writeable=False,
+    )
+
+
+def _rebuild_parameter(data: np.ndarray, requires_grad: bool, backward_hooks: Any) -> np.ndarray:
+    """``nn.Parameter`` wrapper (files saved from ``model.parameters()``): the data is all we keep."""
+    return data
+
+
+# The only globals a state-dict pickle may reference. Anything else (os.system, builtins.eval, ...) is refused.
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    **{("torch", name): _StorageType(dtype) for name, dtype in _STORAGE_DTYPES.items()},
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only :data:`_ALLOWED_GLOBALS` and records the storages it meets."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        super().__init__(file)
+        self.storages: dict[str, np.ndarray] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
+
+    def persistent_load(self, pid: Any) -> np.ndarray:
+        # Legacy storage id: ('storage', storage_type, key, location, numel, view_metadata).
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+        _, storage_type, key, _location, numel, view = pid
+        if not isinstance(storage_type, _StorageType) or not isinstance(numel, int) or numel < 0:
+            raise pickle.UnpicklingError("invalid storage record")
+        root = self.storages.get(key)
+        if root is None:
+            root = self.storages[key] = np.empty(numel, dtype=storage_type.dtype)
+        if view is None:
+            return root
+        # A view into a shared storage: (view_key, offset, view_size).
+        _view_key, offset, view_size = view
+        if offset < 0 or view_size < 0 or offset + view_size > root.size:
+            raise pickle.UnpicklingError("storage view out of bounds")
+        return root[offset : offset + view_size]
+
+
+def _restricted_load(file: BinaryIO, unpickler: _RestrictedUnpickler | None = None) -> Any:
+    """Load one pickle from ``file`` through the restricted unpickler (never plain ``pickle.load``)."""
+    return (unpickler or _RestrictedUnpickler(file)).load()
+
+
+def _read_storage_data(file: BinaryIO, storage: np.ndarray) -> None:
+    """Fill ``storage`` in place from ``<int64 count><raw bytes>``, checking the count matches the pickle."""
+    header = file.read(8)
+    if len(header) != 8:
+        raise pickle.UnpicklingError("truncated storage header")
+    count = int.from_bytes(header, "little", signed=True)
+    if count != storage.size:
+        raise pickle.UnpicklingError(f"storage holds {count} elements, pickle declared {storage.size}")
+    raw = storage.view(np.uint8)
+    if file.readinto(raw) != raw.size:  # type: ignore[attr-defined]
+        raise pickle.UnpicklingError("truncated storage data")
+
+
+def _to_arrays(obj: Any) -> dict[str, np.ndarray]:
+    """Keep the tensor entries of the loaded mapping, as independent, contiguous, writable arrays."""
+    if not isinstance(obj, dict):
+        raise pickle.UnpicklingError(f"expected a state dict, found {type(obj).__name__}")
+    return {str(k): np.array(v, order="C") for k, v in obj.items() if isinstance(v, np.ndarray)}
+
+
+def load_legacy_state_dict(path: str | PathLike[str]) -> dict[str, np.ndarray]:
+    """Return ``{parameter name: array}`` from a legacy-format ``torch.save(state_dict)`` file.
+
+    Raises :class:`pickle.UnpicklingError` for files that are not legacy state dicts or that reference
+    anything beyond tensors and ordered dicts.
+    """
+    if zipfile.is_zipfile(path):
+        # torch >= 1.6 default format; it is a different container (zip of data.pkl + per-storage files).
+        raise pickle.UnpicklingError(f"{path} is a zip-format torch file; only the legacy format is supported")
+    with open(path, "rb") as file:
+        if _restricted_load(file) != _MAGIC_NUMBER:
+            raise pickle.UnpicklingError(f"{path} is not a legacy torch file (bad magic number)")
+        if _restricted_load(file) != _PROTOCOL_VERSION:
+            raise pickle.UnpicklingError(f"{path}: unsupported torch protocol version")
+        sys_info = _restricted_load(file)
+        if not (isinstance(sys_info, dict) and sys_info.get("little_endian", False)):
+            raise pickle.UnpicklingError(f"{path}: only little-endian files are supported")
+        main = _RestrictedUnpickler(file)
+        obj = _restricted_load(file, main)
+        keys = _restricted_load(file)
+        if not isinstance(keys, list) or set(keys) != set(main.storages):
+            raise pickle.UnpicklingError(f"{path}: storage key list does not match the pickled tensors")
+        for key in keys:
+            _read_storage_data(file, main.storages[key])
+    return _to_arrays(obj)
