@@ -70,8 +70,10 @@ class ProductImage(models.Model):
         return f"Image {self.pk} of {self.product.relation_id}"
 
     def save(self, *args, **kwargs) -> None:
-        if self.image and (not self.sha256 or self._file_changed()):
+        if self.image and (not self.sha256 or self._file_changed() or self.width is None):
             self.sha256 = file_sha256(self.image)
+            # Django fills width/height only when a file replaces another; a first upload needs this.
+            self._meta.get_field("image").update_dimension_fields(self, force=True)
         super().save(*args, **kwargs)
 
     def _file_changed(self) -> bool:

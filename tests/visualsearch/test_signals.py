@@ -1,0 +1,122 @@
+"""Saving and deleting in the catalog keeps the index in step, after commit, without ever failing the save."""
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+
+from catalog.models import IndexStatus, ProductImage
+from visualsearch.models import ImageEmbedding
+from visualsearch.registry import get_index
+
+pytestmark = pytest.mark.django_db
+
+
+def indexed_ids() -> set[int]:
+    return get_index().image_ids()
+
+
+def test_nothing_is_indexed_before_commit(make_image, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        photo = make_image(seed=1)
+    assert len(callbacks) == 1
+    assert photo.pk not in indexed_ids()
+    photo.refresh_from_db()
+    assert photo.index_status == IndexStatus.PENDING
+
+
+def test_photo_is_embedded_and_indexed_on_commit(make_image, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        photo = make_image(seed=1)
+    photo.refresh_from_db()
+    assert photo.index_status == IndexStatus.INDEXED and photo.indexed_at
+    assert photo.pk in indexed_ids()
+    assert ImageEmbedding.objects.filter(sha256=photo.sha256).count() == 1
+
+
+def test_photos_saved_together_are_handled_in_one_batch(make_product, make_image, django_capture_on_commit_callbacks):
+    product = make_product()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with transaction.atomic():
+            photos = [make_image(product, seed=s) for s in range(3)]
+    assert len(callbacks) == 1
+    assert {p.pk for p in photos} <= indexed_ids()
+
+
+def test_a_rolled_back_save_indexes_nothing(make_image, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        try:
+            with transaction.atomic():
+                make_image(seed=2)
+                raise RuntimeError("the admin form failed later")
+        except RuntimeError:
+            pass
+    assert callbacks == [] and indexed_ids() == set()
+
+
+def test_unreadable_file_fails_the_index_not_the_save(make_image, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        photo = make_image(data=b"\xff\xd8\xff not really a jpeg", name="broken.jpg")
+    photo.refresh_from_db()
+    assert ProductImage.objects.filter(pk=photo.pk).exists()
+    assert photo.index_status == IndexStatus.FAILED
+    assert "cannot read image" in photo.index_error
+
+
+def test_deleting_a_photo_removes_it_from_the_index(make_image, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        photo = make_image(seed=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        photo.delete()
+    assert photo.pk not in indexed_ids()
+
+
+def test_deleting_a_product_removes_its_photos(make_image, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        photo = make_image(seed=4)
+    with django_capture_on_commit_callbacks(execute=True):
+        photo.product.delete()
+    assert indexed_ids() == set()
+
+
+def test_deactivating_a_product_hides_it_from_search(make_image, django_capture_on_commit_callbacks):
+    from visualsearch.services import search_by_image
+
+    with django_capture_on_commit_callbacks(execute=True):
+        photo = make_image(seed=5)
+    assert search_by_image(image_id=photo.pk).matches
+    with django_capture_on_commit_callbacks(execute=True):
+        photo.product.is_active = False
+        photo.product.save()
+    assert search_by_image(image_id=photo.pk).matches == []
+
+
+def test_identical_files_are_embedded_once(make_product, make_image, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        a = make_image(seed=6)
+        b = make_image(make_product(), seed=6)
+    assert ImageEmbedding.objects.count() == 1
+    assert {a.pk, b.pk} <= indexed_ids()
+
+
+def test_fixture_loads_are_ignored(make_product, django_capture_on_commit_callbacks):
+    from django.db.models.signals import post_save
+
+    product = make_product()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        post_save.send(ProductImage, instance=ProductImage(pk=999, product=product), created=True, raw=True)
+    assert callbacks == []
+
+
+def test_index_outage_leaves_photos_pending_for_reindex(settings, make_image, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    settings.VISUALSEARCH_INDEXES = {"default": {"BACKEND": "tests.visualsearch.unavailable.UnavailableIndex"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        photo = make_image(seed=7)
+    photo.refresh_from_db()
+    assert photo.index_status == IndexStatus.PENDING and "index unavailable" in photo.index_error
+
+    settings.VISUALSEARCH_INDEXES = {"default": {"BACKEND": "visualsearch.backends.embedded.EmbeddedIndex"}}
+    call_command("reindex", "--missing", verbosity=0)
+    photo.refresh_from_db()
+    assert photo.index_status == IndexStatus.INDEXED and photo.pk in indexed_ids()

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from tests.conftest import another_view, encode, scene
+
+pytestmark = pytest.mark.django_db
+
+
+def test_search_page_renders_a_form(client):
+    response = client.get("/")
+    assert response.status_code == 200 and b'enctype="multipart/form-data"' in response.content
+
+
+def test_uploading_a_photo_shows_the_product_first(client, catalog, settings):
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "SEARCH_THRESHOLD": -1.0}
+    photo = SimpleUploadedFile("q.jpg", encode(another_view(scene(4))), "image/jpeg")
+    response = client.post("/", {"image": photo})
+    assert response.status_code == 200
+    matches = response.context["result"].matches
+    assert matches[0].product.relation_id == "sku-4"
+    assert b"data:image/jpeg;base64," in response.content  # the shopper's photo is shown back
+    assert matches[0].product.title.encode() in response.content
+
+
+def test_a_bad_upload_shows_an_error_not_a_crash(client, catalog):
+    response = client.post("/", {"image": SimpleUploadedFile("q.jpg", b"garbage", "image/jpeg")})
+    assert response.status_code == 400 and b'role="alert"' in response.content
+
+
+def test_more_like_this_link(client, catalog):
+    photo = catalog[0].images.first()
+    response = client.get(f"/?image_id={photo.pk}")
+    assert response.status_code == 200 and response.context["result"].matches
+
+
+def test_product_page(client, catalog):
+    response = client.get(catalog[0].get_absolute_url())
+    assert response.status_code == 200 and b"More like this" in response.content
+    assert client.get(catalog[5].get_absolute_url()).status_code == 404  # inactive
