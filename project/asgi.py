@@ -5,3 +5,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 application = get_asgi_application()
+
+from visualsearch.warmup import warm_up_in_background  # noqa: E402
+
+warm_up_in_background()

@@ -64,6 +64,8 @@ TEMPLATES = [
 
 VAR_DIR = Path(env("DJANGO_VAR_DIR", default=str(BASE_DIR / "var")))
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if "DATABASE_URL" not in env:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded default must work on a fresh clone
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     # utf8mb4: product titles carry emoji and CJK; the test database must be created the same way.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"charset": "utf8mb4"})
@@ -146,6 +148,8 @@ VISUALSEARCH = {
     "MAX_UPLOAD_BYTES": env.int("VISUALSEARCH_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024),
     "MAX_PIXELS": env.int("VISUALSEARCH_MAX_PIXELS", default=40_000_000),
     "MAX_RESULTS": 100,
+    # Build the CNN and load the index when the web server starts rather than on the first search.
+    "WARM_UP": env.bool("VISUALSEARCH_WARM_UP", default=True),
     # "inline": index in the request after commit (embedded default); "celery": hand off to workers.
     "TASK_RUNNER": env("VISUALSEARCH_TASK_RUNNER", default="inline"),
 }
