@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import io
 import random
+import uuid
 
 import pytest
 from django.core.files.base import ContentFile
 from PIL import Image, ImageDraw
 
 from catalog.models import Product, ProductImage
+from tests.services import uses_elasticsearch
 
 
 @pytest.fixture(autouse=True)
@@ -18,13 +20,33 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def fresh_index():
-    """Each test starts with an empty in-process index (extractors stay loaded: building a CNN is slow)."""
-    from visualsearch.registry import indexes
+def fresh_index(settings):
+    """Each test starts with an empty index (extractors stay loaded: building a CNN is slow).
 
+    In-process: a new instance. Elasticsearch (production configuration): a unique alias prefix per test, and its
+    indexes deleted afterwards, because the database rolls back between tests but the server keeps everything.
+    """
+    from visualsearch.registry import get_index, indexes
+
+    es_prefix = None
+    if uses_elasticsearch():
+        es_prefix = f"test-{uuid.uuid4().hex[:12]}"
+        config = settings.VISUALSEARCH_INDEXES["default"]
+        settings.VISUALSEARCH_INDEXES = {"default": {**config, "OPTIONS": {**config["OPTIONS"], "alias": es_prefix}}}
     indexes.reset()
     yield
+    if es_prefix:
+        get_index().client.indices.delete(index=f"{es_prefix}__*", ignore_unavailable=True, allow_no_indices=True)
     indexes.reset()
+
+
+def indexed_ids() -> set[int]:
+    """Photo ids in the index, after making every write visible (Elasticsearch refreshes about once a second)."""
+    from visualsearch.registry import get_index
+
+    index = get_index()
+    index.refresh()
+    return index.image_ids()
 
 
 def scene(seed: int, size: tuple[int, int] = (256, 256)) -> Image.Image:

@@ -16,6 +16,9 @@ def catalog(make_product, make_image, django_capture_on_commit_callbacks):
             make_image(product, seed=n)
             make_image(product, seed=n + 100)
             products.append(product)
+    from visualsearch.registry import get_index
+
+    get_index().refresh()
     return products
 
 

@@ -5,14 +5,11 @@ import pytest
 from django.db import transaction
 
 from catalog.models import IndexStatus, ProductImage
+from tests.conftest import indexed_ids
 from visualsearch.models import ImageEmbedding
 from visualsearch.registry import get_index
 
 pytestmark = pytest.mark.django_db
-
-
-def indexed_ids() -> set[int]:
-    return get_index().image_ids()
 
 
 def test_nothing_is_indexed_before_commit(make_image, django_capture_on_commit_callbacks):
@@ -83,10 +80,12 @@ def test_deactivating_a_product_hides_it_from_search(make_image, django_capture_
 
     with django_capture_on_commit_callbacks(execute=True):
         photo = make_image(seed=5)
+    get_index().refresh()
     assert search_by_image(image_id=photo.pk).matches
     with django_capture_on_commit_callbacks(execute=True):
         photo.product.is_active = False
         photo.product.save()
+    get_index().refresh()
     assert search_by_image(image_id=photo.pk).matches == []
 
 
@@ -110,13 +109,14 @@ def test_fixture_loads_are_ignored(make_product, django_capture_on_commit_callba
 def test_index_outage_leaves_photos_pending_for_reindex(settings, make_image, django_capture_on_commit_callbacks):
     from django.core.management import call_command
 
+    working = settings.VISUALSEARCH_INDEXES
     settings.VISUALSEARCH_INDEXES = {"default": {"BACKEND": "tests.visualsearch.unavailable.UnavailableIndex"}}
     with django_capture_on_commit_callbacks(execute=True):
         photo = make_image(seed=7)
     photo.refresh_from_db()
     assert photo.index_status == IndexStatus.PENDING and "index unavailable" in photo.index_error
 
-    settings.VISUALSEARCH_INDEXES = {"default": {"BACKEND": "visualsearch.backends.embedded.EmbeddedIndex"}}
+    settings.VISUALSEARCH_INDEXES = working
     call_command("reindex", "--missing", verbosity=0)
     photo.refresh_from_db()
     assert photo.index_status == IndexStatus.INDEXED and photo.pk in indexed_ids()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,9 +81,11 @@ class VectorIndex(ABC):
         """All indexed photo ids; used to verify an index against the database."""
 
     @abstractmethod
-    def rebuild(self, entries: Iterable[IndexEntry], *, expected_count: int | None = None) -> int:
+    def rebuild(self, entries: Iterable[IndexEntry], *, expected_count: int | Callable[[], int] | None = None) -> int:
         """Replace the whole content with ``entries`` without a moment where searches see a partial index.
-        Returns the number of entries loaded."""
+
+        ``expected_count`` (or a callable giving it, evaluated after loading, since writes may land meanwhile) is
+        what the new content must hold before it goes live. Returns the number of entries loaded."""
 
     def refresh(self) -> None:
         """Make every write so far visible to searches (near-real-time indexes); a no-op where writes are instant."""

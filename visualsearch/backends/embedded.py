@@ -98,11 +98,12 @@ class EmbeddedIndex(VectorIndex):
     def image_ids(self) -> set[int]:
         return set(self._snapshot.image_ids.tolist())
 
-    def rebuild(self, entries: Iterable[IndexEntry], *, expected_count: int | None = None) -> int:
+    def rebuild(self, entries: Iterable[IndexEntry], *, expected_count=None) -> int:
         entries = _last_per_image(list(entries))
         for entry in entries:
             _check_vector(entry.vector, self.dim)
         fresh = _Snapshot._from_entries(entries, self.dim)
+        expected_count = expected_count() if callable(expected_count) else expected_count
         if expected_count is not None and len(entries) != expected_count:
             raise ValueError(f"rebuild loaded {len(entries)} entries, expected {expected_count}")
         self._snapshot = fresh

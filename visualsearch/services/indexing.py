@@ -109,7 +109,7 @@ def rebuild_index(*, batch_size: int = 64, progress: Callable[[int], None] = lam
     report.embedded, report.failed = embed_missing(extractor=extractor, batch_size=batch_size, progress=progress)
     index = get_index()
     with _load_lock:
-        report.indexed = index.rebuild(iter_entries(extractor.id), expected_count=count_entries(extractor.id))
+        report.indexed = index.rebuild(iter_entries(extractor.id), expected_count=lambda: count_entries(extractor.id))
         _mark_all_with_vectors_indexed(extractor.id)
         _bump_generation(index, fully_loaded=True)
     report.seconds = time.monotonic() - started

@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 
 from catalog.models import IndexStatus, ProductImage
 from visualsearch.models import ImageEmbedding
+from tests.conftest import indexed_ids
 from visualsearch.registry import get_index
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +30,7 @@ def unindexed(make_product, make_image):
 def test_reindex_embeds_and_indexes_everything(unindexed):
     output = reindex("--batch-size", "2")
     assert "5 photos indexed, 5 embedded, 0 failed" in output
-    assert get_index().image_ids() == {p.pk for p in unindexed}
+    assert indexed_ids() == {p.pk for p in unindexed}
     assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
 
 

@@ -1,0 +1,1 @@
+from .backend import ElasticsearchIndex  # noqa: F401

@@ -1,0 +1,109 @@
+"""Zero-downtime rebuilds by alias swap, without losing writes that arrive meanwhile.
+
+Searches read `read_alias`; writers send every change to *all* indexes behind `write_alias`. A rebuild adds its new
+index to the write alias before it reads the database, so a change committed during the build reaches both the
+live index and the new one; versions (see backend) keep a stale bulk-loaded copy from overwriting it. Then the
+read alias moves in one atomic `_aliases` call. The replaced index stays behind the write alias, kept current, so
+`rollback` can swap back to it; older ones are deleted.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
+
+from ..base import IndexUnavailable
+from . import naming
+
+VERIFY_ATTEMPTS = 5
+
+
+class RebuildAborted(IndexUnavailable):
+    """The new index did not match the database; the live index was left untouched."""
+
+
+class AliasManager:
+    def __init__(self, client: Elasticsearch, prefix: str, extractor_id: str, create_index: Callable[[str], None]):
+        self.client = client
+        self.read_alias = naming.read_alias(prefix, extractor_id)
+        self.write_alias = naming.write_alias(prefix, extractor_id)
+        self.first_index = self.read_alias + "__00000000t000000000000"  # same name in every process: no races
+        self.new_name = lambda: naming.new_concrete_name(prefix, extractor_id)
+        self.create_index = create_index
+
+    def write_targets(self) -> list[str]:
+        targets = self._indexes_behind(self.write_alias)
+        return targets or [self._create_first_index()]
+
+    def _create_first_index(self) -> str:
+        try:
+            self.create_index(self.first_index)
+            self._set_aliases([self._add(self.first_index, self.read_alias), self._add(self.first_index, self.write_alias)])
+        except BadRequestError as exc:
+            if "resource_already_exists" not in str(exc):
+                raise
+        return self.first_index
+
+    def rebuild(self, load: Callable[[str], int], expected_count) -> int:
+        new = self.new_name()
+        self.create_index(new)
+        self._set_aliases([self._add(new, self.write_alias)])  # from now on live writes reach it too
+        try:
+            loaded = load(new)
+            self._verify(new, expected_count)
+        except Exception:
+            self.client.indices.delete(index=new, ignore_unavailable=True)
+            raise
+        self._swap_to(new)
+        self._drop_all_but(keep=[new, *self._previous(new)])
+        return loaded
+
+    def rollback(self) -> None:
+        live = self._indexes_behind(self.read_alias)
+        previous = self._previous(live[0]) if live else []
+        if not previous:
+            raise IndexUnavailable("no previous index to roll back to")
+        self._swap_to(previous[0])
+
+    def _verify(self, index: str, expected_count) -> None:
+        """The new index must hold exactly what the database holds (re-read: writes may land during the build)."""
+        for attempt in range(VERIFY_ATTEMPTS):
+            self.client.indices.refresh(index=index)
+            actual = self.client.count(index=index)["count"]
+            expected = expected_count() if callable(expected_count) else expected_count
+            if expected is None or actual == expected:
+                return
+            time.sleep(0.5 * (attempt + 1))
+        raise RebuildAborted(f"new index {index} holds {actual} photos, the database {expected}; alias not swapped")
+
+    def _swap_to(self, index: str) -> None:
+        actions = [self._remove(old, self.read_alias) for old in self._indexes_behind(self.read_alias) if old != index]
+        self._set_aliases([*actions, self._add(index, self.read_alias)])
+
+    def _previous(self, index: str) -> list[str]:
+        """The newest index built before ``index`` (names sort by build time)."""
+        older = sorted(name for name in self._indexes_behind(self.write_alias) if name < index)
+        return older[-1:]
+
+    def _drop_all_but(self, keep: list[str]) -> None:
+        for name in self._indexes_behind(self.write_alias):
+            if name not in keep:
+                self.client.indices.delete(index=name, ignore_unavailable=True)
+
+    def _indexes_behind(self, alias: str) -> list[str]:
+        try:
+            return sorted(self.client.indices.get_alias(name=alias).body)
+        except NotFoundError:
+            return []
+
+    def _set_aliases(self, actions: list[dict]) -> None:
+        self.client.indices.update_aliases(actions=actions)
+
+    @staticmethod
+    def _add(index: str, alias: str) -> dict:
+        return {"add": {"index": index, "alias": alias}}
+
+    @staticmethod
+    def _remove(index: str, alias: str) -> dict:
+        return {"remove": {"index": index, "alias": alias}}

@@ -1,0 +1,229 @@
+"""Elasticsearch kNN backend: one document per photo, HNSW dense_vector, collapse on product.
+
+Why collapse rather than one document per product with nested vectors and inner_hits: with a document per photo,
+saving or deleting one photo is one small write that never needs its siblings' vectors, and bulk loads stream; the
+best photo per product comes from `collapse` on product_id. Paging stays consistent because every page runs the
+same kNN (fixed k and num_candidates) and only `from`/`size` change.
+
+Writes carry an external version (the microsecond the data was read from the database), so when a rebuild and a
+live write race on the same photo, the newer one wins whatever order they reach Elasticsearch in.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
+from elasticsearch.helpers import scan
+
+from ..base import IndexEntry, IndexUnavailable, SearchFilters, SearchHit, VectorIndex
+from . import naming  # noqa: F401  (names documented there)
+from .aliases import AliasManager
+from .documents import mapping
+
+
+class ElasticsearchIndex(VectorIndex):
+    exact = False
+
+    def __init__(
+        self,
+        *,
+        extractor_id: str,
+        dim: int,
+        hosts: Sequence[str],
+        alias: str = "images",
+        shards: int = 1,
+        replicas: int = 0,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 100,
+        quantization: str = "int8_hnsw",
+        num_candidates_factor: int = 10,
+        knn_window: int = 300,
+        timeout: float = 5.0,
+        bulk_chunk: int = 500,
+    ) -> None:
+        super().__init__(extractor_id=extractor_id, dim=dim)
+        self.client = Elasticsearch(list(hosts), request_timeout=timeout, max_retries=1, retry_on_timeout=False)
+        self.prefix = alias
+        self.read_alias = naming.read_alias(alias, extractor_id)
+        self.knn_window = knn_window
+        self.num_candidates = min(10_000, knn_window * num_candidates_factor)
+        self.bulk_chunk = bulk_chunk
+        self.settings = {"number_of_shards": shards, "number_of_replicas": replicas}
+        self.mapping = mapping(
+            dim=dim, index_options={"type": quantization, "m": hnsw_m, "ef_construction": hnsw_ef_construction}
+        )
+        self.aliases = AliasManager(self.client, alias, extractor_id, self._create_index)
+
+    # --- writes ------------------------------------------------------------------------------------------------
+
+    def upsert(self, entries: Sequence[IndexEntry]) -> None:
+        for entry in entries:
+            if np.shape(entry.vector) != (self.dim,):
+                raise ValueError(f"vector has shape {np.shape(entry.vector)}, index expects ({self.dim},)")
+        with _unavailable_on_errors():
+            self._bulk(self.aliases.write_targets(), [_index_action(e) for e in entries])
+
+    def delete(self, image_ids: Sequence[int]) -> None:
+        with _unavailable_on_errors():
+            self._bulk(self.aliases.write_targets(), [("delete", int(i), None) for i in image_ids])
+
+    def _bulk(self, targets: Sequence[str], actions: list[tuple], version: int | None = None) -> None:
+        version = version or _now_us()
+        for start in range(0, len(actions), self.bulk_chunk):
+            operations = []
+            for index in targets:
+                for op, image_id, doc in actions[start : start + self.bulk_chunk]:
+                    meta = {"_index": index, "_id": str(image_id), "version": version, "version_type": "external_gte"}
+                    operations.append({op: meta})
+                    if doc is not None:
+                        operations.append(doc)
+            if operations:
+                _raise_for_bulk_errors(self.client.bulk(operations=operations))
+
+    def _create_index(self, name: str) -> None:
+        # gc_deletes: delete tombstones must outlive a rebuild's stale writes so versions can reject them.
+        settings = {**self.settings, "gc_deletes": "30m"}
+        self.client.indices.create(index=name, settings=settings, mappings=self.mapping)
+
+    # --- reads -------------------------------------------------------------------------------------------------
+
+    def search(self, vector, *, limit, offset=0, threshold=None, filters=SearchFilters()) -> list[SearchHit]:
+        if offset + limit > self.knn_window:
+            limit = max(0, self.knn_window - offset)
+        if limit <= 0:
+            return []
+        knn = {
+            "field": "vector",
+            "query_vector": np.asarray(vector, dtype=np.float32).tolist(),
+            "k": self.knn_window,
+            "num_candidates": self.num_candidates,
+            "filter": _filter_clauses(filters),
+        }
+        if threshold is not None:
+            knn["similarity"] = float(threshold)  # for dot_product: the raw dot product = cosine on unit vectors
+        with _unavailable_on_errors():
+            try:
+                response = self.client.search(
+                    index=self.read_alias, knn=knn, collapse={"field": "product_id"}, from_=offset, size=limit,
+                    source=["product_id", "image_id"], track_total_hits=False,
+                )
+            except NotFoundError:
+                return []  # nothing indexed yet
+        return [_hit(h) for h in response["hits"]["hits"]]
+
+    def count(self) -> int:
+        with _unavailable_on_errors():
+            try:
+                return int(self.client.count(index=self.read_alias)["count"])
+            except NotFoundError:
+                return 0
+
+    def image_ids(self) -> set[int]:
+        with _unavailable_on_errors():
+            if not self.client.indices.exists_alias(name=self.read_alias):
+                return set()
+            return {int(d["_id"]) for d in scan(self.client, index=self.read_alias, _source=False, size=2000)}
+
+    def refresh(self) -> None:
+        with _unavailable_on_errors():
+            self.client.indices.refresh(index=self.aliases.write_alias, allow_no_indices=True,
+                                        ignore_unavailable=True)
+
+    # --- zero-downtime rebuild ---------------------------------------------------------------------------------
+
+    def rebuild(self, entries: Iterable[IndexEntry], *, expected_count=None) -> int:
+        with _unavailable_on_errors():
+            return self.aliases.rebuild(lambda target: self._load(target, entries), expected_count)
+
+    def _load(self, target: str, entries: Iterable[IndexEntry]) -> int:
+        # Versioned as of *before* the first database read: any live write of the same photo during the build
+        # carries a later version and wins, whichever reaches Elasticsearch first.
+        version, loaded, batch = _now_us(), 0, []
+        for entry in entries:
+            batch.append(entry)
+            if len(batch) >= self.bulk_chunk:
+                loaded += self._load_batch(target, batch, version)
+                batch = []
+        return loaded + (self._load_batch(target, batch, version) if batch else 0)
+
+    def _load_batch(self, target: str, batch: list[IndexEntry], version: int) -> int:
+        for entry in batch:
+            if np.shape(entry.vector) != (self.dim,):
+                raise ValueError(f"vector has shape {np.shape(entry.vector)}, index expects ({self.dim},)")
+        self._bulk([target], [_index_action(e) for e in batch], version)
+        return len(_unique_ids(batch))
+
+    def rollback(self) -> None:
+        with _unavailable_on_errors():
+            self.aliases.rollback()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def check(self) -> list[str]:
+        try:
+            self.client.cluster.health(timeout="2s")
+        except (TransportError, ApiError) as exc:
+            return [f"Elasticsearch is not reachable: {exc}"]
+        return []
+
+
+def _index_action(entry: IndexEntry) -> tuple:
+    doc = {
+        "image_id": entry.image_id,
+        "product_id": entry.product_id,
+        "category": entry.category,
+        "is_active": entry.is_active,
+        "indexed_at_us": _now_us(),
+        "vector": np.asarray(entry.vector, dtype=np.float32).tolist(),
+    }
+    return ("index", entry.image_id, doc)
+
+
+def _unique_ids(batch: list[IndexEntry]) -> set[int]:
+    return {entry.image_id for entry in batch}
+
+
+def _filter_clauses(filters: SearchFilters) -> list[dict]:
+    clauses = []
+    if filters.active_only:
+        clauses.append({"term": {"is_active": True}})
+    if filters.category is not None:
+        clauses.append({"term": {"category": filters.category}})
+    return clauses
+
+
+def _hit(hit: dict) -> SearchHit:
+    # dot_product _score is (1 + cosine) / 2; callers get the cosine, as from every backend.
+    return SearchHit(int(hit["_source"]["product_id"]), int(hit["_id"]), 2.0 * float(hit["_score"]) - 1.0)
+
+
+def _raise_for_bulk_errors(response) -> None:
+    if not response.get("errors"):
+        return
+    for item in response["items"]:
+        result = next(iter(item.values()))
+        status = result.get("status", 200)
+        # 409: a newer version is already there (the race versions exist to settle); 404: deleting the absent.
+        if status >= 300 and status not in (404, 409):
+            raise IndexUnavailable(f"bulk write failed: {result.get('error')}")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class _unavailable_on_errors:
+    """Connection problems, timeouts and server errors become IndexUnavailable (→ 503 / photos left pending)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or isinstance(exc, NotFoundError):
+            return False
+        if isinstance(exc, TransportError) or (isinstance(exc, ApiError) and exc.meta.status >= 500):
+            raise IndexUnavailable(str(exc)) from exc
+        return False
