@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1:8000
 ADMIN_USER ?= admin
 ADMIN_PASSWORD ?= admin
 
-.PHONY: setup run demo test test-embedded test-production services-start services-stop clean
+.PHONY: setup setup-production run demo test services-start services-stop clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ $(VENV)/.installed: requirements.txt
 
 setup: $(VENV)/.installed .env  ## install only
 
+setup-production: setup  ## + the MySQL driver (needs libmariadb-dev: scripts/services.sh installs it)
+	$(VENV)/bin/pip install --quiet -r requirements-mysql.txt
+
 demo: setup  ## migrate, admin login, demo catalog, index
 	$(MANAGE) migrate --noinput
 	DJANGO_SUPERUSER_PASSWORD=$(ADMIN_PASSWORD) $(MANAGE) createsuperuser --noinput --username $(ADMIN_USER) --email admin@example.com 2>/dev/null || true
@@ -32,7 +35,7 @@ run: demo  ## everything, then serve on http://$(HOST)
 	$(MANAGE) runserver $(HOST)
 
 test: setup  ## the whole suite; service tests skip (loudly) unless the services are configured
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 services-start:
 	bash scripts/services.sh start

@@ -123,7 +123,9 @@ VISUALSEARCH_EXTRACTOR = env("VISUALSEARCH_EXTRACTOR", default="efficientnet_lit
 VISUALSEARCH_EXTRACTORS = {"default": _EXTRACTORS[VISUALSEARCH_EXTRACTOR], **_EXTRACTORS}
 
 ELASTICSEARCH_URL = env("ELASTICSEARCH_URL", default="")
-if ELASTICSEARCH_URL:
+# "elasticsearch" whenever a cluster is configured, unless told otherwise.
+VISUALSEARCH_INDEX_BACKEND = env("VISUALSEARCH_INDEX_BACKEND", default="elasticsearch" if ELASTICSEARCH_URL else "embedded")
+if VISUALSEARCH_INDEX_BACKEND == "elasticsearch":
     _INDEX = {
         "BACKEND": "visualsearch.backends.elasticsearch.ElasticsearchIndex",
         "OPTIONS": {

@@ -67,6 +67,7 @@ fi
 DB_DIR="$STATE_DIR/mariadb"
 ES_BASE="$STATE_DIR/elasticsearch"
 ES_PIDFILE="$ES_BASE/elasticsearch.pid"
+ES_PGIDFILE="$ES_BASE/launcher.pgid"  # process group of launcher + node (the node writes its pidfile only once started)
 DB_CNF="$DB_DIR/my.cnf"
 DB_PIDFILE="$DB_DIR/run/mariadbd.pid"
 DB_SOCKET="$DB_DIR/run/mysqld.sock"
@@ -154,7 +155,8 @@ db_start() {
   local deadline=$((SECONDS + DB_START_TIMEOUT))
   until mariadb-admin --no-defaults --socket="$DB_SOCKET" -uroot ping >/dev/null 2>&1; do
     if (( SECONDS >= deadline )) || ! kill -0 $! 2>/dev/null; then
-      tail -n 30 "$DB_DIR/logs/mariadb.err" >&2 2>/dev/null || true
+      tail -n 30 "$DB_DIR/logs/mariadb.err" 2>/dev/null | cut -c1-400 >&2 || true
+      kill -TERM $! 2>/dev/null || true
       die "mariadb: not ready after ${DB_START_TIMEOUT}s (log: $DB_DIR/logs/mariadb.err)"
     fi
     sleep 0.2
@@ -232,6 +234,7 @@ es_choose() {  # sets ES_VERSION and ES_JAVA_HOME
     if [[ -z "$found" || "${found%% *}" -lt 17 ]]; then
       apt_install openjdk-17-jre-headless
       found="$(best_java_home)"
+      [[ -n "$found" ]] || die "no Java found after installing openjdk-17-jre-headless"
     fi
     major="${found%% *}"; ES_JAVA_HOME="${found#* }"
   fi
@@ -303,12 +306,31 @@ es_configure() {
   mkdir -p "$ES_BASE" && chown "$ES_USER:$ES_USER" "$ES_BASE"
 }
 
+es_pgid() {  # process group of the launcher and node started by us, while any member lives
+  local pgid
+  pgid="$(cat "$ES_PGIDFILE" 2>/dev/null | tr -dc '0-9')"
+  [[ -n "$pgid" ]] && kill -0 -- "-$pgid" 2>/dev/null && echo "$pgid"
+}
+es_pid() {  # pid of our node; while it starts (no pidfile yet) the newest process of its group
+  local pgid
+  if pid_alive "$ES_PIDFILE" java; then return 0; fi
+  pgid="$(es_pgid)" || return 1
+  pgrep -g "$pgid" | tail -n 1
+}
+es_wait_healthy() {  # es_wait_healthy DEADLINE_SECONDS -> 0 when yellow/green before SECONDS reaches it
+  until es_healthy >/dev/null; do
+    (( SECONDS < $1 )) && es_pid >/dev/null || return 1
+    sleep 0.5
+  done
+}
+
 es_healthy() { curl -fsS -m 5 "$ELASTICSEARCH_URL/_cluster/health?wait_for_status=yellow&timeout=${1:-1s}" 2>/dev/null; }
 
 es_start() {
   local t0 pid
   t0="$(now)"
-  if pid="$(pid_alive "$ES_PIDFILE" java)"; then
+  if pid="$(es_pid)"; then
+    es_wait_healthy $((SECONDS + ES_START_TIMEOUT)) || die "elasticsearch: running (pid $pid) but not healthy"
     echo "elasticsearch: already running (pid $pid, $(cat "$ES_BASE/version" 2>/dev/null || echo '?')) $ELASTICSEARCH_URL"; return 0
   fi
   ensure_cmd curl curl
@@ -331,12 +353,14 @@ es_start() {
     ES_JAVA_OPTS="-Xms$ES_HEAP -Xmx$ES_HEAP ${ES_EXTRA_JAVA_OPTS:-}" \
     "$ES_HOME/bin/elasticsearch" -d -p "$ES_PIDFILE" </dev/null >>"$d/logs/launcher.log" 2>&1 &
   local launcher=$! deadline=$((SECONDS + ES_START_TIMEOUT))
+  echo "$launcher" >"$ES_PGIDFILE"  # setsid made the launcher a process-group leader; the node stays in its group
   until es_healthy >/dev/null; do
-    if (( SECONDS >= deadline )) || { ! kill -0 "$launcher" 2>/dev/null && ! pid_alive "$ES_PIDFILE" java >/dev/null; }; then
+    if (( SECONDS >= deadline )) || ! es_pid >/dev/null; then
       {
-        echo "--- $d/logs/launcher.log"; tail -n 20 "$d/logs/launcher.log" 2>/dev/null
-        echo "--- $d/logs/project-services.log"; tail -n 40 "$d/logs/project-services.log" 2>/dev/null
+        echo "--- tail of $d/logs/launcher.log"; tail -n 15 "$d/logs/launcher.log" 2>/dev/null | cut -c1-400
+        echo "--- tail of $d/logs/project-services.log"; tail -n 25 "$d/logs/project-services.log" 2>/dev/null | cut -c1-400
       } >&2 || true
+      es_stop >/dev/null
       if (( SECONDS >= deadline )); then
         die "elasticsearch $ES_VERSION: not healthy (yellow) after ${ES_START_TIMEOUT}s"
       fi
@@ -344,27 +368,33 @@ es_start() {
     fi
     sleep 0.5
   done
-  wait "$launcher" 2>/dev/null || true
-  echo "elasticsearch: started in $(since "$t0") (pid $(pid_alive "$ES_PIDFILE" java || echo '?'), $ES_VERSION on Java $(java_major "$ES_JAVA_HOME")) $ELASTICSEARCH_URL"
+  echo "elasticsearch: started in $(since "$t0") (pid $(es_pid || echo '?'), $ES_VERSION on Java $(java_major "$ES_JAVA_HOME")) $ELASTICSEARCH_URL"
 }
 
 es_stop() {
-  local pid
-  if ! pid="$(pid_alive "$ES_PIDFILE" java)"; then echo "elasticsearch: not running"; return 0; fi
-  kill -TERM "$pid" 2>/dev/null || true
+  local pid pgid
+  pid="$(pid_alive "$ES_PIDFILE" java)" || pid=""
+  pgid="$(es_pgid)" || pgid=""
+  if [[ -z "$pid$pgid" ]]; then echo "elasticsearch: not running"; rm -f "$ES_PIDFILE" "$ES_PGIDFILE"; return 0; fi
+  [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true
+  [[ -n "$pgid" ]] && kill -TERM -- "-$pgid" 2>/dev/null || true  # also a launcher still waiting for the node
   local deadline=$((SECONDS + 60))
-  while kill -0 "$pid" 2>/dev/null; do
-    if (( SECONDS >= deadline )); then kill -KILL "$pid" 2>/dev/null || true; break; fi
+  while { [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; } || { [[ -n "$pgid" ]] && kill -0 -- "-$pgid" 2>/dev/null; }; do
+    if (( SECONDS >= deadline )); then
+      [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null || true
+      [[ -n "$pgid" ]] && kill -KILL -- "-$pgid" 2>/dev/null || true
+      break
+    fi
     sleep 0.2
   done
-  rm -f "$ES_PIDFILE"
+  rm -f "$ES_PIDFILE" "$ES_PGIDFILE"
   echo "elasticsearch: stopped"
 }
 
 es_status() {
   local pid health
-  if pid="$(pid_alive "$ES_PIDFILE" java)"; then
-    health="$(curl -fsS -m 5 "$ELASTICSEARCH_URL/_cluster/health" 2>/dev/null | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')"
+  if pid="$(es_pid)"; then
+    health="$(curl -fsS -m 5 "$ELASTICSEARCH_URL/_cluster/health" 2>/dev/null | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p' || true)"
     echo "elasticsearch: running (pid $pid, $(cat "$ES_BASE/version" 2>/dev/null || echo '?'), health ${health:-unreachable}) $ELASTICSEARCH_URL"
   elif port_open "$ES_PORT"; then
     echo "elasticsearch: not started by this script, but port $ES_PORT is open"

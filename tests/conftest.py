@@ -26,7 +26,7 @@ def fresh_index(settings):
     In-process: a new instance. Elasticsearch (production configuration): a unique alias prefix per test, and its
     indexes deleted afterwards, because the database rolls back between tests but the server keeps everything.
     """
-    from visualsearch.registry import get_index, indexes
+    from visualsearch.registry import indexes
 
     es_prefix = None
     if uses_elasticsearch():
@@ -35,9 +35,12 @@ def fresh_index(settings):
         settings.VISUALSEARCH_INDEXES = {"default": {**config, "OPTIONS": {**config["OPTIONS"], "alias": es_prefix}}}
     indexes.reset()
     yield
-    if es_prefix:
-        get_index().client.indices.delete(index=f"{es_prefix}__*", ignore_unavailable=True, allow_no_indices=True)
     indexes.reset()
+    if es_prefix:
+        from elasticsearch import Elasticsearch
+
+        with Elasticsearch(config["OPTIONS"]["hosts"]) as client:
+            client.indices.delete(index=f"{es_prefix}__*", ignore_unavailable=True, allow_no_indices=True)
 
 
 def indexed_ids() -> set[int]:

@@ -40,6 +40,7 @@ class ElasticsearchIndex(VectorIndex):
         quantization: str = "int8_hnsw",
         num_candidates_factor: int = 10,
         knn_window: int = 300,
+        rescore_oversample: float = 2.0,
         timeout: float = 5.0,
         bulk_chunk: int = 500,
     ) -> None:
@@ -48,6 +49,7 @@ class ElasticsearchIndex(VectorIndex):
         self.prefix = alias
         self.read_alias = naming.read_alias(alias, extractor_id)
         self.knn_window = knn_window
+        self.rescore_oversample = rescore_oversample if quantization != "hnsw" else 0
         self.num_candidates = min(10_000, knn_window * num_candidates_factor)
         self.bulk_chunk = bulk_chunk
         self.settings = {"number_of_shards": shards, "number_of_replicas": replicas}
@@ -101,6 +103,10 @@ class ElasticsearchIndex(VectorIndex):
             "num_candidates": self.num_candidates,
             "filter": _filter_clauses(filters),
         }
+        if self.rescore_oversample:
+            # int8/bbq quantised vectors rank approximately; rescoring the top k × oversample with the stored
+            # float vectors restores exact scores (and recall) at little cost.
+            knn["rescore_vector"] = {"oversample": self.rescore_oversample}
         if threshold is not None:
             knn["similarity"] = float(threshold)  # for dot_product: the raw dot product = cosine on unit vectors
         with _unavailable_on_errors():
