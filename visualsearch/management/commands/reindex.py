@@ -43,7 +43,7 @@ class Command(BaseCommand):
             self._rebuild(batch_size, verbosity)
 
     def _bar(self, total: int, verbosity: int, desc: str) -> tqdm:
-        return tqdm(total=total, desc=desc, unit="img", disable=verbosity < 1, file=self.stderr)
+        return tqdm(total=total, desc=desc, unit="img", disable=verbosity < 1 or total == 0, file=self.stderr)
 
     def _rebuild(self, batch_size: int, verbosity: int) -> None:
         todo = images_without_vectors(get_extractor().id).count()
