@@ -1,0 +1,119 @@
+"""Run all four benchmarks at the default scale and print a combined summary: ``python -m bench``.
+
+Waits first (up to 10 minutes, polling every 30 s) until the load average is ≤ 1.5, so other people's test runs
+do not distort the numbers; the load before, after the wait and at the end goes into every JSON file.
+The end-to-end benchmark reuses the 10k-photo catalog that the bulk-indexing benchmark has just indexed.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from . import bulk_indexing, e2e_search, seed_baseline, vector_search
+from .common import (elasticsearch_url, fmt, load_average, log, machine_info, print_tables, table, times,
+                     wait_for_quiet, write_json)  # fmt: skip
+
+QUICK = {"images": 300, "requests": 10, "seed_images": 20, "sizes": [2_000, 10_000], "es_sizes": [2_000],
+         "queries": 30}  # fmt: skip
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10_000, help="catalog for bulk indexing and e2e (10000)")
+    parser.add_argument("--requests", type=int, default=40, help="timed e2e requests per backend (40)")
+    parser.add_argument("--seed-images", type=int, default=150, help="photos for the seed comparison (150)")
+    parser.add_argument("--sizes", type=vector_search._sizes, default=[10_000, 100_000], help="embedded vectors")
+    parser.add_argument("--es-sizes", type=vector_search._sizes, default=[10_000, 100_000], help="ES vectors")
+    parser.add_argument("--queries", type=int, default=200, help="vector-search queries of each kind (200)")
+    parser.add_argument("--no-es", action="store_true", help="skip Elasticsearch in e2e and vector search")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (~3 min), not for numbers")
+    args = parser.parse_args(argv)
+    if args.quick:
+        vars(args).update(QUICK)
+    if args.no_es:
+        args.es_sizes = []
+    return args
+
+
+def run_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    payloads: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+
+    def timed_run(name: str, function) -> None:
+        log(f"=== {name}")
+        started = time.perf_counter()
+        payloads[name] = function()
+        seconds[name] = time.perf_counter() - started
+        payloads[name]["runtime_s"] = seconds[name]
+        print_tables(payloads[name]["tables"])
+
+    catalog_holder: dict[str, Any] = {}
+
+    def bulk() -> dict[str, Any]:
+        payload, catalog_holder["catalog"] = bulk_indexing.run(images=args.images, keep_site=True)
+        return payload
+
+    timed_run("bulk_indexing", bulk)
+    try:
+        timed_run("e2e_search", lambda: e2e_search.run(images=args.images, requests=args.requests, warmup=5,
+                                                       with_es=not args.no_es, catalog=catalog_holder["catalog"]))
+    finally:
+        catalog_holder["catalog"].site.remove()
+    timed_run("seed_baseline", lambda: seed_baseline.run(images=args.seed_images))
+    timed_run("vector_search", lambda: vector_search.run(sizes=args.sizes, es_sizes=args.es_sizes,
+                                                         queries=args.queries, variants_at=args.es_sizes[-1:]))
+    return payloads
+
+
+def summary_table(p: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    e2e = p["e2e_search"]
+    bare = e2e["bare_model"]["embed_one_224_ms"]
+    for label, r in e2e["backends"].items():
+        rows.append([f"1. e2e search, {label}, {e2e['config']['images']:,} photos",
+                     f"HTTP p50 {fmt(r['http_ms']['p50'])} / p95 {fmt(r['http_ms']['p95'])} ms vs bare model "
+                     f"{fmt(bare)} ms", f"{times(r['http_ms']['p50'] / bare)} (p50)"])  # fmt: skip
+    bulk = p["bulk_indexing"]["summary"]
+    rows.append([f"2. bulk indexing, {bulk['images']:,} photos",
+                 f"reindex {fmt(bulk['reindex_per_s'])} img/s vs bare batched model {fmt(bulk['model_per_s'])} img/s",
+                 times(bulk["ratio_reindex_to_model"])])  # fmt: skip
+    seed = p["seed_baseline"]
+    n = seed["config"]["images"]
+    seed_rate = n / seed["seed"]["seconds"]
+    for key, r in seed["ours"].items():
+        rate = r["embeddings"] / r["seconds"]
+        rows.append([f"3. ours ({key}) vs seed pipeline, {n} photos",
+                     f"{fmt(rate)} img/s vs seed {fmt(seed_rate)} img/s", times(rate / seed_rate)])  # fmt: skip
+    for backend, sizes in p["vector_search"]["results"].items():
+        for size, r in sizes.items():
+            rows.append([f"4. vector search, {backend}, {int(size):,} vectors",
+                         f"p50 {fmt(r['perturbed']['latency_ms']['p50'])} ms, recall@10 "
+                         f"{r['random']['recall_at_10']:.3f} random / {r['perturbed']['recall_at_10']:.3f} perturbed",
+                         "-"])  # fmt: skip
+    return table("Summary", ["benchmark", "result", "ratio"], rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    load = {"wait": None if args.no_wait else wait_for_quiet(max_load=1.5, poll_s=30, timeout_s=600)}
+    load["start"] = load_average()
+    started = time.perf_counter()
+    payloads = run_all(args)
+    total_s = time.perf_counter() - started
+    load["end"] = load_average()
+    for name, payload in payloads.items():
+        payload["load_average"] = load
+        log(f"written {write_json(name, payload)}")
+    text = summary_table(payloads)
+    print(text)
+    print(f"\nTotal runtime {total_s / 60:.1f} min ({total_s:.0f} s); load average {load}")
+    write_json("summary", {"machine": machine_info(elasticsearch_url()), "load_average": load,
+                           "total_runtime_s": total_s,
+                           "runtime_s": {k: v["runtime_s"] for k, v in payloads.items()},
+                           "args": vars(args), "table": text})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
