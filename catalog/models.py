@@ -82,10 +82,15 @@ class ProductImage(models.Model):
 
 
 def file_sha256(field_file) -> str:
+    """Hash of the file's bytes. Leaves an upload as it found it (open, at 0) for storage to save; a stored
+    file opened here is closed again so bulk saves do not leak file descriptors."""
     digest = hashlib.sha256()
+    was_closed = field_file.closed
     field_file.open("rb")
     field_file.seek(0)
     for chunk in field_file.chunks():
         digest.update(chunk)
     field_file.seek(0)
+    if was_closed:
+        field_file.close()
     return digest.hexdigest()

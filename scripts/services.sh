@@ -294,7 +294,6 @@ es_configure() {
     echo "path.data: $d/data"
     echo "path.logs: $d/logs"
     echo "cluster.routing.allocation.disk.threshold_enabled: false"
-    echo "action.destructive_requires_name: false"
     # x-pack settings only exist when the module ships (unknown settings abort start-up)
     if [[ -d "$ES_HOME/modules/x-pack-security" ]]; then
       echo "xpack.security.enabled: false"

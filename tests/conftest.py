@@ -10,7 +10,7 @@ from django.core.files.base import ContentFile
 from PIL import Image, ImageDraw
 
 from catalog.models import Product, ProductImage
-from tests.services import uses_elasticsearch
+from tests.services import delete_indexes, uses_elasticsearch
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,7 @@ def fresh_index(settings):
         from elasticsearch import Elasticsearch
 
         with Elasticsearch(config["OPTIONS"]["hosts"]) as client:
-            client.indices.delete(index=f"{es_prefix}__*", ignore_unavailable=True, allow_no_indices=True)
+            delete_indexes(client, f"{es_prefix}__*")
 
 
 def indexed_ids() -> set[int]:

@@ -32,3 +32,11 @@ def uses_elasticsearch() -> bool:
 
 def uses_mysql() -> bool:
     return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.mysql"
+
+
+def delete_indexes(client, pattern: str) -> None:
+    """Delete the indexes matching a pattern, by name: servers with `action.destructive_requires_name` (the default
+    since Elasticsearch 8) refuse wildcard deletes."""
+    names = list(client.indices.get(index=pattern, allow_no_indices=True, ignore_unavailable=True))
+    if names:
+        client.indices.delete(index=",".join(names), ignore_unavailable=True)

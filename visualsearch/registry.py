@@ -64,10 +64,11 @@ indexes = AliasRegistry("VISUALSEARCH_INDEXES", _build_index)
 
 
 def _reset_on_settings_change(*, setting: str, **kwargs) -> None:
-    if setting in ("VISUALSEARCH_EXTRACTORS", "VISUALSEARCH_INDEXES"):
-        indexes.reset()
+    # Indexes depend on the extractor (id, dim); extractors do not depend on indexes, and rebuilding a CNN costs
+    # seconds, so only an extractor change drops extractors.
+    if setting == "VISUALSEARCH_EXTRACTORS":
         extractors.reset()
-    elif setting == "VISUALSEARCH":
+    if setting in ("VISUALSEARCH_EXTRACTORS", "VISUALSEARCH_INDEXES", "VISUALSEARCH"):
         indexes.reset()
 
 

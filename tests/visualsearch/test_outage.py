@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from catalog.models import IndexStatus
 from tests.conftest import indexed_ids, scene_jpeg
-from tests.services import elasticsearch_url
+from tests.services import delete_indexes, elasticsearch_url
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
@@ -32,7 +32,7 @@ def on_elasticsearch(settings):
     yield url
     with Elasticsearch([url]) as client:
         alias = settings.VISUALSEARCH_INDEXES["default"]["OPTIONS"]["alias"]
-        client.indices.delete(index=f"{alias}__*", ignore_unavailable=True, allow_no_indices=True)
+        delete_indexes(client, f"{alias}__*")
 
 
 @contextmanager

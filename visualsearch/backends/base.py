@@ -23,6 +23,9 @@ class IndexEntry:
 class SearchFilters:
     active_only: bool = True
     category: str | None = None
+    # Photos to leave out *before* grouping, so their product can still match through its other photos
+    # ("more like this" without the query photo itself; evaluation of `both` rows).
+    exclude_image_ids: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,8 @@ def _filter_mask(snap: _Snapshot, filters: SearchFilters) -> np.ndarray:
         mask &= snap.active
     if filters.category is not None:
         mask &= snap.categories == filters.category
+    if filters.exclude_image_ids:
+        mask &= ~np.isin(snap.image_ids, np.fromiter(filters.exclude_image_ids, dtype=np.int64))
     return mask
 
 

@@ -58,14 +58,8 @@ def search_by_image(
     with _timed(timings, "search"):
         index = ensure_loaded(get_index())
         threshold = settings.VISUALSEARCH["SEARCH_THRESHOLD"] if threshold is None else threshold
-        hits = index.search(
-            vector,
-            limit=limit + len(exclude_image_ids),
-            offset=offset,
-            threshold=threshold,
-            filters=SearchFilters(active_only=True, category=category or None),
-        )
-        hits = [hit for hit in hits if hit.image_id not in exclude_image_ids][:limit]
+        filters = SearchFilters(active_only=True, category=category or None, exclude_image_ids=exclude_image_ids)
+        hits = index.search(vector, limit=limit, offset=offset, threshold=threshold, filters=filters)
     with _timed(timings, "assemble"):
         matches = load_matches(hits)
     timings["total"] = (time.perf_counter() - started) * 1000

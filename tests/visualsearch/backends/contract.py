@@ -105,6 +105,14 @@ class IndexContract:
         bags = {e.image_id for e in entries if e.category == "bags"}
         assert hits and all(hit.image_id in bags for hit in hits)
 
+    def test_excluded_photos_leave_their_product_to_its_other_photos(self, index):
+        entries = clustered_entries(n_products=10, per_product=3, dim=DIM)
+        load(index, entries)
+        query = entries[4]  # product 2, photo 5
+        hits = index.search(query.vector, limit=3, filters=SearchFilters(exclude_image_ids=frozenset({5})))
+        assert hits[0].product_id == 2 and hits[0].image_id in {4, 6}
+        assert 5 not in {hit.image_id for hit in hits}
+
     def test_upsert_replaces_an_entry(self, index):
         entries = random_entries(20, DIM, products=20, seed=17)
         load(index, entries)

@@ -13,6 +13,8 @@ def reference_search(entries, vector, *, limit, offset=0, threshold=None, filter
             continue
         if filters.category is not None and entry.category != filters.category:
             continue
+        if entry.image_id in filters.exclude_image_ids:
+            continue
         score = float(np.dot(entry.vector, vector))
         if threshold is not None and score < threshold:
             continue

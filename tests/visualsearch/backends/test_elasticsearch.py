@@ -8,7 +8,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.services import elasticsearch_url
+from tests.services import delete_indexes, elasticsearch_url
 from visualsearch.backends.base import IndexEntry, IndexUnavailable
 from visualsearch.backends.elasticsearch import ElasticsearchIndex
 
@@ -34,7 +34,7 @@ def es_index():
 
     yield make
     for index in created:
-        index.client.indices.delete(index=f"{index.read_alias}__*", ignore_unavailable=True, allow_no_indices=True)
+        delete_indexes(index.client, f"{index.read_alias}__*")
         index.close()
 
 

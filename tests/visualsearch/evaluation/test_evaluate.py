@@ -91,11 +91,6 @@ def test_ns_score_ranks_photos_exactly(two_views):
     assert summary["ns_score"] == 2.0  # itself and its other view, of a group of two
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="search_by_image applies exclude_image_ids after the index has kept one photo per product, so "
-    "excluding the query's own photo drops its whole product instead of falling back to the product's other photos",
-)
 def test_both_rows_find_their_product_through_its_other_photos(two_views):
     _, summary = evaluate(two_views)
     assert summary["recall@1"] == 1.0

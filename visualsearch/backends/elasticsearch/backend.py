@@ -198,6 +198,8 @@ def _filter_clauses(filters: SearchFilters) -> list[dict]:
         clauses.append({"term": {"is_active": True}})
     if filters.category is not None:
         clauses.append({"term": {"category": filters.category}})
+    if filters.exclude_image_ids:
+        clauses.append({"bool": {"must_not": {"terms": {"image_id": sorted(filters.exclude_image_ids)}}}})
     return clauses
 
 
