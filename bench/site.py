@@ -60,7 +60,7 @@ class Site:
         return env
 
     def manage(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
-        return _run([sys.executable, "manage.py", *args], self.env(**extra_env))
+        return run_command([sys.executable, "manage.py", *args], self.env(**extra_env))
 
     def migrate(self) -> None:
         self.manage("migrate", "--noinput", "-v", "0")
@@ -69,7 +69,7 @@ class Site:
         """Run ``bench.jobs <name>`` in this site's environment; its JSON result plus the process wall time."""
         out = self.root / f"job-{name}-{uuid.uuid4().hex[:6]}.json"
         started = time.perf_counter()
-        _run([sys.executable, "-m", "bench.jobs", name, "--out", str(out), *args], self.env(**extra_env))
+        run_command([sys.executable, "-m", "bench.jobs", name, "--out", str(out), *args], self.env(**extra_env))
         result = json.loads(out.read_text())
         result["process_wall_s"] = time.perf_counter() - started
         return result
@@ -78,7 +78,7 @@ class Site:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def run_command(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         log(f"command failed ({done.returncode}): {' '.join(command)}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
