@@ -136,7 +136,7 @@ if VISUALSEARCH_INDEX_BACKEND == "elasticsearch":
             "hnsw_m": env.int("ELASTICSEARCH_HNSW_M", default=16),
             "hnsw_ef_construction": env.int("ELASTICSEARCH_HNSW_EF_CONSTRUCTION", default=100),
             "quantization": env("ELASTICSEARCH_QUANTIZATION", default="int8_hnsw"),
-            "num_candidates_factor": env.int("ELASTICSEARCH_NUM_CANDIDATES_FACTOR", default=10),
+            "num_candidates": env.int("ELASTICSEARCH_NUM_CANDIDATES", default=10_000),
             "timeout": env.float("ELASTICSEARCH_TIMEOUT", default=5.0),
         },
     }

@@ -12,9 +12,10 @@ from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# The CNNs look at 224×224; decoding a JPEG at a reduced scale that is still ≥ this size is several times faster
-# than a full decode and loses nothing the model can see.
-DRAFT_MIN_SIDE = 448
+# The CNNs look at 224×224; decoding a JPEG at a reduced scale (1/2, 1/4, 1/8) that is still ≥ this size is
+# several times faster than a full decode, and the resize to 224 stays a downscale. (448 would not let a 1-megapixel
+# phone photo use even the 1/2 scale: measured decode 4.7 → 2.1 ms, extractor resize 6.8 → 2.1 ms.)
+DRAFT_MIN_SIDE = 256
 
 
 class ImageRejected(ValueError):

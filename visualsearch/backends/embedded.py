@@ -77,20 +77,21 @@ class EmbeddedIndex(VectorIndex):
 
     def search(self, vector, *, limit, offset=0, threshold=None, filters=SearchFilters()) -> list[SearchHit]:
         snap = self._snapshot  # one consistent view for the whole query
-        rows = np.flatnonzero(_filter_mask(snap, filters))
-        scores = snap.matrix[rows] @ np.asarray(vector, dtype=np.float32)
+        scores = snap.matrix @ np.asarray(vector, dtype=np.float32)  # no row copy: score all, then mask
+        eligible = _filter_mask(snap, filters)
         if threshold is not None:
-            keep = scores >= threshold
-            rows, scores = rows[keep], scores[keep]
-        # Best first; ties broken by image id so results are deterministic.
-        order = np.lexsort((snap.image_ids[rows], -scores))
-        rows, scores = rows[order], scores[order]
-        _, first = np.unique(snap.product_ids[rows], return_index=True)  # best photo of each product
-        first.sort()
-        page = first[offset : offset + limit]
-        return [
-            SearchHit(int(snap.product_ids[rows[i]]), int(snap.image_ids[rows[i]]), float(scores[i])) for i in page
-        ]
+            eligible &= scores >= threshold
+        candidates = np.flatnonzero(eligible)
+        wanted = offset + limit
+        window = min(len(candidates), max(4 * wanted, 64))
+        while True:
+            rows = _best_first(snap, scores, candidates, window)
+            products = _first_per_product(snap, rows)
+            if len(products) >= wanted or window >= len(candidates):
+                break
+            window = min(len(candidates), window * 4)  # too many photos of the same products: look further
+        page = products[offset:wanted]
+        return [SearchHit(int(snap.product_ids[r]), int(snap.image_ids[r]), float(scores[r])) for r in page]
 
     def count(self) -> int:
         return len(self._snapshot.image_ids)
@@ -108,6 +109,22 @@ class EmbeddedIndex(VectorIndex):
             raise ValueError(f"rebuild loaded {len(entries)} entries, expected {expected_count}")
         self._snapshot = fresh
         return len(entries)
+
+
+def _best_first(snap: _Snapshot, scores: np.ndarray, candidates: np.ndarray, window: int) -> np.ndarray:
+    """The ``window`` highest-scoring candidate rows, best first, ties broken by image id (deterministic).
+
+    Exact for grouping: a product absent from the window has no photo scoring above any photo in it.
+    """
+    if window < len(candidates):
+        candidates = candidates[np.argpartition(-scores[candidates], window - 1)[:window]]
+    return candidates[np.lexsort((snap.image_ids[candidates], -scores[candidates]))]
+
+
+def _first_per_product(snap: _Snapshot, rows: np.ndarray) -> np.ndarray:
+    """Rows of each product's best photo, in rank order."""
+    _, first = np.unique(snap.product_ids[rows], return_index=True)
+    return rows[np.sort(first)]
 
 
 def _filter_mask(snap: _Snapshot, filters: SearchFilters) -> np.ndarray:
