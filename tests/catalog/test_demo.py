@@ -10,6 +10,7 @@ from PIL import Image, ImageEnhance
 from catalog.demo import DEMO_PRODUCTS, sample_path
 from catalog.models import IndexStatus, Product, ProductImage
 from tests.conftest import encode, indexed_ids
+from visualsearch.registry import get_index
 from visualsearch.services import search_by_image
 
 pytestmark = pytest.mark.django_db
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.django_db
 def demo(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         call_command("load_demo", stdout=io.StringIO())
+    get_index().refresh()  # Elasticsearch makes writes searchable about once a second
 
 
 def shopper_photo(filename: str) -> bytes:
