@@ -16,6 +16,7 @@ Legacy layout (torch/serialization.py ``_legacy_save``), one stream of consecuti
 from __future__ import annotations
 
 import collections
+import os
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -41,39 +42,74 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
 }
 
 
+class _Sealed:
+    """Objects the pickle may receive but never modify: a BUILD opcode (``__setstate__``) on them is refused,
+    so a crafted file cannot rewrite a dtype, swap a buffer or otherwise reach memory it should not."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError(f"refusing to set state on {type(self).__name__}")
+
+
 @dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_Sealed):
     """Stand-in for ``torch.FloatStorage`` & co.: all we need from the class is its element dtype."""
 
+    __slots__ = ("dtype",)
     dtype: np.dtype
 
 
-def _rebuild_tensor_v2(
-    storage: np.ndarray, storage_offset: int, size: tuple[int, ...], stride: tuple[int, ...], *_ignored: Any
-) -> np.ndarray:
-    """Mirror of ``torch._utils._rebuild_tensor_v2``: a strided view into a (not yet filled) storage buffer.
+class _Storage(_Sealed):
+    """A storage as ``persistent_load`` made it: a contiguous 1-D buffer (filled after the main pickle)."""
 
-    The storage bytes only follow the main pickle, so we return a view now and the buffer is filled in place
-    later. Bounds are checked because ``as_strided`` would otherwise happily read outside the buffer.
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        object.__setattr__(self, "array", array)
+
+
+class _TensorRef(_Sealed):
+    """A tensor to cut out of a storage once its bytes are read; never a live view the pickle could misuse."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        for name, value in zip(self.__slots__, (storage, offset, size, stride)):
+            object.__setattr__(self, name, value)
+
+    def to_array(self) -> np.ndarray:
+        buffer = self.storage.array
+        return np.lib.stride_tricks.as_strided(
+            buffer[self.offset :] if self.offset < buffer.size else buffer[:0],
+            shape=self.size,
+            strides=tuple(st * buffer.itemsize for st in self.stride),
+            writeable=False,
+        ).copy()
+
+
+def _rebuild_tensor_v2(
+    storage: _Storage, storage_offset: int, size: tuple[int, ...], stride: tuple[int, ...], *_ignored: Any
+) -> _TensorRef:
+    """Mirror of ``torch._utils._rebuild_tensor_v2``: records a strided view into a storage.
+
+    Only storages made by ``persistent_load`` are accepted (not a tensor passed off as one), and bounds are
+    checked against that storage, because ``as_strided`` would otherwise happily read outside the buffer.
     """
+    if not isinstance(storage, _Storage):
+        raise pickle.UnpicklingError("tensor storage is not a storage record")
     storage_offset = int(storage_offset)
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     if len(size) != len(stride) or storage_offset < 0 or any(s < 0 for s in size + stride):
         raise pickle.UnpicklingError("invalid tensor geometry")
     if 0 not in size:
         last = storage_offset + sum((n - 1) * st for n, st in zip(size, stride))
-        if last >= storage.size:
+        if last >= storage.array.size:
             raise pickle.UnpicklingError("tensor view exceeds its storage")
-    item = storage.itemsize
-    return np.lib.stride_tricks.as_strided(
-        storage[storage_offset:] if storage_offset < storage.size else storage[:0],
-        shape=size,
-        strides=tuple(st * item for st in stride),
-        writeable=False,
-    )
+    return _TensorRef(storage, storage_offset, size, stride)
 
 
-def _rebuild_parameter(data: np.ndarray, requires_grad: bool, backward_hooks: Any) -> np.ndarray:
+def _rebuild_parameter(data: _TensorRef, requires_grad: bool, backward_hooks: Any) -> _TensorRef:
     """``nn.Parameter`` wrapper (files saved from ``model.parameters()``): the data is all we keep."""
     return data
 
@@ -90,9 +126,10 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only :data:`_ALLOWED_GLOBALS` and records the storages it meets."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO, max_bytes: int = 2**40) -> None:
         super().__init__(file)
         self.storages: dict[str, np.ndarray] = {}
+        self.max_bytes = max_bytes  # no storage can be larger than the file that carries its bytes
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -100,23 +137,29 @@ class _RestrictedUnpickler(pickle.Unpickler):
         except KeyError:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
 
-    def persistent_load(self, pid: Any) -> np.ndarray:
+    def persistent_load(self, pid: Any) -> _Storage:
         # Legacy storage id: ('storage', storage_type, key, location, numel, view_metadata).
         if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
         _, storage_type, key, _location, numel, view = pid
         if not isinstance(storage_type, _StorageType) or not isinstance(numel, int) or numel < 0:
             raise pickle.UnpicklingError("invalid storage record")
+        if storage_type.dtype not in _STORAGE_DTYPES.values() or numel * storage_type.dtype.itemsize > self.max_bytes:
+            raise pickle.UnpicklingError("storage larger than the file or of an unknown type")
         root = self.storages.get(key)
         if root is None:
             root = self.storages[key] = np.empty(numel, dtype=storage_type.dtype)
+        if root.dtype != storage_type.dtype or root.size != numel:
+            raise pickle.UnpicklingError("storage key reused with another type or size")
         if view is None:
-            return root
+            return _Storage(root)
         # A view into a shared storage: (view_key, offset, view_size).
         _view_key, offset, view_size = view
+        if not (isinstance(offset, int) and isinstance(view_size, int)):
+            raise pickle.UnpicklingError("invalid storage view")
         if offset < 0 or view_size < 0 or offset + view_size > root.size:
             raise pickle.UnpicklingError("storage view out of bounds")
-        return root[offset : offset + view_size]
+        return _Storage(root[offset : offset + view_size])
 
 
 def _restricted_load(file: BinaryIO, unpickler: _RestrictedUnpickler | None = None) -> Any:
@@ -150,7 +193,7 @@ def _to_arrays(obj: Any) -> dict[str, np.ndarray]:
     """Keep the tensor entries of the loaded mapping, as independent, contiguous, writable arrays."""
     if not isinstance(obj, dict):
         raise pickle.UnpicklingError(f"expected a state dict, found {type(obj).__name__}")
-    return {str(k): np.array(v, order="C") for k, v in obj.items() if isinstance(v, np.ndarray)}
+    return {str(k): v.to_array() for k, v in obj.items() if isinstance(v, _TensorRef)}
 
 
 def load_legacy_state_dict(path: str | PathLike[str]) -> dict[str, np.ndarray]:
@@ -170,7 +213,7 @@ def load_legacy_state_dict(path: str | PathLike[str]) -> dict[str, np.ndarray]:
         sys_info = _restricted_load(file)
         if not (isinstance(sys_info, dict) and sys_info.get("little_endian", False)):
             raise pickle.UnpicklingError(f"{path}: only little-endian files are supported")
-        main = _RestrictedUnpickler(file)
+        main = _RestrictedUnpickler(file, max_bytes=os.fstat(file.fileno()).st_size)
         obj = _restricted_load(file, main)
         keys = _restricted_load(file)
         if not isinstance(keys, list) or set(keys) != set(main.storages):

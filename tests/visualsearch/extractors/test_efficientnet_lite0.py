@@ -299,3 +299,42 @@ def test_loader_rejects_a_plain_pickle(tmp_path: Path) -> None:
     with pytest.raises(pickle.UnpicklingError, match="magic"):
         load_legacy_state_dict(path)
 
+
+
+def _nested_view_file(path: Path) -> Path:
+    """A tensor passed off as the storage of another tensor, with a 1,000,000-element view over one float:
+    before the loader checked storage types this read megabytes past the buffer (a segfault)."""
+    import io
+    import struct
+
+    from visualsearch.extractors import torch_legacy as tl
+
+    out = bytearray(b"\x80\x02}X\x01\x00\x00\x00w")
+    rebuild, floats = b"ctorch._utils\n_rebuild_tensor_v2\n", b"ctorch\nFloatStorage\n"
+    storage = b"(X\x07\x00\x00\x00storage" + floats + b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuJ\x01\x00\x00\x00Nt" + b"Q"
+    inner = rebuild + b"(" + storage + b"J\x00\x00\x00\x00(J\x40\x42\x0f\x00t(J\x00\x00\x00\x00tt" + b"R"
+    out += rebuild + b"(" + inner + b"J\x00\x00\x00\x00(J\x40\x42\x0f\x00t(J\x01\x00\x00\x00ttR" + b"s."
+    buffer = io.BytesIO()
+    for header in (tl._MAGIC_NUMBER, tl._PROTOCOL_VERSION, {"little_endian": True}):
+        pickle.dump(header, buffer, 2)
+    buffer.write(bytes(out))
+    pickle.dump(["0"], buffer, 2)
+    buffer.write(struct.pack("<q", 1) + struct.pack("<f", 1.0))
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def test_loader_refuses_a_tensor_posing_as_a_storage(tmp_path: Path) -> None:
+    with pytest.raises(pickle.UnpicklingError, match="not a storage record"):
+        load_legacy_state_dict(_nested_view_file(tmp_path / "nested.pth"))
+
+
+def test_pickle_cannot_rewrite_the_storage_types() -> None:
+    import io
+
+    from visualsearch.extractors import torch_legacy as tl
+
+    rewrite_dtype = b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x02\x00\x00\x00u1sb."
+    with pytest.raises(pickle.UnpicklingError, match="refusing to set state"):
+        tl._restricted_load(io.BytesIO(rewrite_dtype))
+    assert tl._ALLOWED_GLOBALS[("torch", "FloatStorage")].dtype == np.dtype("<f4")
