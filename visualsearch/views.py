@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 from django.conf import settings
 from django.shortcuts import render
@@ -15,6 +16,7 @@ from .imaging import ImageRejected, decode_image, read_limited
 from .services.search import UnknownImage
 
 PREVIEW_SIZE = (320, 320)
+_IMAGE_ID = re.compile(r"[0-9]{1,18}")  # str.isdigit() would accept "²" and 5,000-digit ids
 
 
 @require_http_methods(["GET", "POST"])
@@ -27,7 +29,7 @@ def search_page(request):
             data = read_limited(form.cleaned_data["image"], settings.VISUALSEARCH["MAX_UPLOAD_BYTES"])
             context["preview"] = _preview_data_url(data)
             context["result"] = services.search_by_image(image_bytes=data, category=form.cleaned_data["category"])
-        elif request.method == "GET" and request.GET.get("image_id", "").isdigit():
+        elif request.method == "GET" and _IMAGE_ID.fullmatch(request.GET.get("image_id", "")):
             context["result"] = services.search_by_image(image_id=int(request.GET["image_id"]))
     except (ImageRejected, UnknownImage) as exc:
         context["error"], status = str(exc), 400

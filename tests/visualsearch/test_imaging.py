@@ -81,3 +81,22 @@ def test_read_limited_refuses_oversized_streams():
         read_limited(io.BytesIO(b"x" * 101), max_bytes=100)
     assert caught.value.code == "too_large"
     assert read_limited(io.BytesIO(b"x" * 100), max_bytes=100) == b"x" * 100
+
+
+def test_formats_outside_the_shop_list_are_refused():
+    truncated_qoi = bytes.fromhex("716f69660000004e000000300301fe0ac81efdfdfdfdfd40fdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfdfd")  # made Pillow's QOI decoder raise IndexError (a 500)
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(truncated_qoi, max_pixels=LIMIT)
+    assert caught.value.code == "not_an_image"
+
+
+def test_any_decoder_crash_is_a_clean_rejection(monkeypatch):
+    def explode(self):
+        raise IndexError("decoder bug")
+
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", explode)
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(encode(scene(5), "PNG"), max_pixels=LIMIT)
+    assert caught.value.code == "corrupt"

@@ -39,3 +39,9 @@ def test_product_page(client, catalog):
     response = client.get(catalog[0].get_absolute_url())
     assert response.status_code == 200 and b"More like this" in response.content
     assert client.get(catalog[5].get_absolute_url()).status_code == 404  # inactive
+
+
+@pytest.mark.parametrize("image_id", ["²", "9" * 5000, "-1", "abc"])
+def test_odd_image_ids_are_ignored_not_a_crash(client, image_id):
+    response = client.get("/", {"image_id": image_id})
+    assert response.status_code == 200 and response.context["result"] is None

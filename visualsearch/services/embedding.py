@@ -56,7 +56,7 @@ def _decode_all(images: Sequence[ProductImage], errors: dict[int, str]):
     for image in images:
         try:
             decoded.append((image, load_stored_image(image)))
-        except (ImageRejected, OSError) as exc:
+        except Exception as exc:  # one bad file must fail alone, never stop a batch or a reindex
             errors[image.pk] = f"cannot read image: {exc}"
     return decoded
 

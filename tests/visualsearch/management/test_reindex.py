@@ -68,3 +68,20 @@ def test_bad_options():
         call_command("reindex", "--batch-size", "0")
     with pytest.raises(CommandError):
         call_command("reindex", "--extractor", "nope")
+
+
+def test_a_file_that_crashes_its_decoder_fails_alone(unindexed, monkeypatch):
+    from visualsearch.services import embedding
+
+    poison = unindexed[2]
+    real = embedding.load_stored_image
+
+    def load(image):
+        if image.pk == poison.pk:
+            raise IndexError("decoder bug")
+        return real(image)
+
+    monkeypatch.setattr(embedding, "load_stored_image", load)
+    assert "4 photos indexed, 4 embedded, 1 failed" in reindex()
+    poison.refresh_from_db()
+    assert poison.index_status == IndexStatus.FAILED and "decoder bug" in poison.index_error
