@@ -120,3 +120,17 @@ def test_index_outage_leaves_photos_pending_for_reindex(settings, make_image, dj
     call_command("reindex", "--missing", verbosity=0)
     photo.refresh_from_db()
     assert photo.index_status == IndexStatus.INDEXED and photo.pk in indexed_ids()
+
+
+def test_replacing_a_photo_with_a_broken_file_removes_the_old_picture(make_image, django_capture_on_commit_callbacks):
+    from django.core.files.base import ContentFile
+
+    with django_capture_on_commit_callbacks(execute=True):
+        photo = make_image(seed=8)
+    assert photo.pk in indexed_ids()
+    with django_capture_on_commit_callbacks(execute=True):
+        photo.image.save("replacement.jpg", ContentFile(b"\xff\xd8\xff broken"), save=False)
+        photo.save()
+    photo.refresh_from_db()
+    assert photo.index_status == IndexStatus.FAILED
+    assert photo.pk not in indexed_ids()

@@ -56,11 +56,14 @@ class VectorIndex(ABC):
         self.dim = dim
 
     @abstractmethod
-    def upsert(self, entries: Sequence[IndexEntry]) -> None:
-        """Insert or replace entries (by image_id), as one batch."""
+    def upsert(self, entries: Sequence[IndexEntry], *, version: int | None = None) -> None:
+        """Insert or replace entries (by image_id), as one batch.
+
+        ``version`` (microseconds, taken before the data was read from the database) lets backends that apply
+        writes out of order keep the newest; in-process backends apply writes in order and ignore it."""
 
     @abstractmethod
-    def delete(self, image_ids: Sequence[int]) -> None:
+    def delete(self, image_ids: Sequence[int], *, version: int | None = None) -> None:
         """Remove entries; unknown ids are ignored."""
 
     @abstractmethod

@@ -61,7 +61,7 @@ class EmbeddedIndex(VectorIndex):
         self._write_lock = threading.Lock()
         self.loaded_generation: int | None = None  # set by services after a load from the database
 
-    def upsert(self, entries: Sequence[IndexEntry]) -> None:
+    def upsert(self, entries: Sequence[IndexEntry], *, version: int | None = None) -> None:
         entries = _last_per_image(entries)
         if not entries:
             return
@@ -71,7 +71,7 @@ class EmbeddedIndex(VectorIndex):
         with self._write_lock:
             self._snapshot = self._snapshot.without(e.image_id for e in entries).plus(new_rows)
 
-    def delete(self, image_ids: Sequence[int]) -> None:
+    def delete(self, image_ids: Sequence[int], *, version: int | None = None) -> None:
         with self._write_lock:
             self._snapshot = self._snapshot.without(image_ids)
 
@@ -117,7 +117,10 @@ def _best_first(snap: _Snapshot, scores: np.ndarray, candidates: np.ndarray, win
     Exact for grouping: a product absent from the window has no photo scoring above any photo in it.
     """
     if window < len(candidates):
-        candidates = candidates[np.argpartition(-scores[candidates], window - 1)[:window]]
+        # Keep every candidate tied with the window's last score too: cutting inside a tie would make the
+        # choice arbitrary, and pages would repeat or skip products that share a photo (placeholders).
+        cutoff = -np.partition(-scores[candidates], window - 1)[window - 1]
+        candidates = candidates[scores[candidates] >= cutoff]
     return candidates[np.lexsort((snap.image_ids[candidates], -scores[candidates]))]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -18,10 +19,10 @@ from ..backends.base import IndexEntry, IndexUnavailable, VectorIndex
 from ..extractors.base import FeatureExtractor
 from ..models import ImageEmbedding, IndexGeneration, vector_from_bytes
 from ..registry import get_extractor, get_index
-from .embedding import embed_images
+from .embedding import EmbedOutcome, embed_images
 
 logger = logging.getLogger(__name__)
-_load_lock = threading.Lock()
+_load_lock = threading.RLock()  # reentrant: rebuild_index holds it while bumping the generation
 
 
 @dataclass
@@ -33,38 +34,46 @@ class RebuildReport:
 
 
 def sync_images(image_ids: Iterable[int]) -> None:
-    """Make the index agree with the database for these photos: embed and upsert those that exist, drop the rest."""
+    """Make the index agree with the database for these photos: embed and upsert those that exist, drop the rest.
+
+    A photo whose file cannot be used any more is dropped from the index too, so a failed replacement never
+    leaves the old picture searchable under its id.
+    """
     image_ids = set(image_ids)
+    # Taken before reading: any later change to these rows is sent with a later version and wins (Elasticsearch).
+    read_at_us = time.time_ns() // 1000
     images = list(ProductImage.objects.filter(pk__in=image_ids).select_related("product"))
-    gone = image_ids - {image.pk for image in images}
+    outcome = embed_images(images, get_extractor()) if images else EmbedOutcome()
+    ready = [image for image in images if image.sha256 in outcome.vectors]
+    unusable = [image for image in images if image.pk in outcome.errors]
+    stale = (image_ids - {image.pk for image in images}) | {image.pk for image in unusable}
+    for image in unusable:
+        _mark([image], IndexStatus.FAILED, outcome.errors[image.pk])
     index = get_index()
     try:
-        if gone:
-            index.delete(sorted(gone))
-        if images:
-            _index_images(images, index)
+        with _writing(index):
+            if stale:
+                index.delete(sorted(stale), version=read_at_us)
+            if ready:
+                index.upsert([_entry(image, outcome.vectors[image.sha256]) for image in ready], version=read_at_us)
+            _bump_generation(index)
     except IndexUnavailable as exc:
-        _mark(images, IndexStatus.PENDING, f"index unavailable, will retry: {exc}")
-        logger.warning("index unavailable; %d images left pending: %s", len(images), exc)
+        _mark(ready, IndexStatus.PENDING, f"index unavailable, will retry: {exc}")
+        logger.warning("index unavailable; %d images left pending: %s", len(ready), exc)
         return
-    _bump_generation(index)
+    _mark(ready, IndexStatus.INDEXED, "")
+
+
+def _writing(index: VectorIndex):
+    """In-process indexes: writes and reloads from the database must not interleave, or a reload that read the
+    database just before a write would replace the snapshot and lose that write."""
+    return _load_lock if index.in_process else nullcontext()
 
 
 def sync_products(product_ids: Iterable[int]) -> None:
     """Re-send the indexed photos of these products (is_active / category changed); no model work."""
     images = ProductImage.objects.filter(product_id__in=set(product_ids), index_status=IndexStatus.INDEXED)
     sync_images(images.values_list("pk", flat=True))
-
-
-def _index_images(images: Sequence[ProductImage], index: VectorIndex) -> None:
-    extractor = get_extractor()
-    outcome = embed_images(images, extractor)
-    ready = [image for image in images if image.sha256 in outcome.vectors]
-    index.upsert([_entry(image, outcome.vectors[image.sha256]) for image in ready])
-    _mark(ready, IndexStatus.INDEXED, "")
-    for image in images:
-        if image.pk in outcome.errors:
-            _mark([image], IndexStatus.FAILED, outcome.errors[image.pk])
 
 
 def _entry(image: ProductImage, vector) -> IndexEntry:

@@ -5,8 +5,9 @@ saving or deleting one photo is one small write that never needs its siblings' v
 best photo per product comes from `collapse` on product_id. Paging stays consistent because every page runs the
 same kNN (fixed k and num_candidates) and only `from`/`size` change.
 
-Writes carry an external version (the microsecond the data was read from the database), so when a rebuild and a
-live write race on the same photo, the newer one wins whatever order they reach Elasticsearch in.
+Writes carry an external version (the microsecond before the data was read from the database, on the writer's
+clock: keep hosts in NTP sync), so when a rebuild and live writes race on the same photo, the newest data wins
+whatever order they reach Elasticsearch in.
 """
 from __future__ import annotations
 
@@ -69,16 +70,16 @@ class ElasticsearchIndex(VectorIndex):
 
     # --- writes ------------------------------------------------------------------------------------------------
 
-    def upsert(self, entries: Sequence[IndexEntry]) -> None:
+    def upsert(self, entries: Sequence[IndexEntry], *, version: int | None = None) -> None:
         for entry in entries:
             if np.shape(entry.vector) != (self.dim,):
                 raise ValueError(f"vector has shape {np.shape(entry.vector)}, index expects ({self.dim},)")
         with _unavailable_on_errors():
-            self._bulk(self.aliases.write_targets(), [_index_action(e) for e in entries])
+            self._bulk(self.aliases.write_targets(), [_index_action(e) for e in entries], version)
 
-    def delete(self, image_ids: Sequence[int]) -> None:
+    def delete(self, image_ids: Sequence[int], *, version: int | None = None) -> None:
         with _unavailable_on_errors():
-            self._bulk(self.aliases.write_targets(), [("delete", int(i), None) for i in image_ids])
+            self._bulk(self.aliases.write_targets(), [("delete", int(i), None) for i in image_ids], version)
 
     def _bulk(self, targets: Sequence[str], actions: list[tuple], version: int | None = None, client=None) -> None:
         client = client or self.client
