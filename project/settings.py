@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -71,6 +72,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     DATABASES["default"].setdefault("OPTIONS", {}).update({"charset": "utf8mb4"})
     DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Throttle counts must be shared by all web processes in production: e.g. CACHE_URL=redis://127.0.0.1:6379/1.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -95,6 +98,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_THROTTLE_RATES": {"visual_search": env("VISUALSEARCH_THROTTLE_RATE", default="120/min")},
+    # Client identity for throttling: 0 = the socket address. Behind N trusted proxies set N, or any client could
+    # pick its identity with a forged X-Forwarded-For.
+    "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
     "EXCEPTION_HANDLER": "visualsearch.api.errors.json_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -119,12 +125,16 @@ _EXTRACTORS = {
     },
 }
 VISUALSEARCH_EXTRACTOR = env("VISUALSEARCH_EXTRACTOR", default="efficientnet_lite0")
+if VISUALSEARCH_EXTRACTOR not in _EXTRACTORS:
+    raise ImproperlyConfigured(f"VISUALSEARCH_EXTRACTOR must be one of {sorted(_EXTRACTORS)}")
 # "default" feeds the index; the named aliases let `reindex --extractor NAME` precompute vectors before a switch.
 VISUALSEARCH_EXTRACTORS = {"default": _EXTRACTORS[VISUALSEARCH_EXTRACTOR], **_EXTRACTORS}
 
 ELASTICSEARCH_URL = env("ELASTICSEARCH_URL", default="")
 # "elasticsearch" whenever a cluster is configured, unless told otherwise.
 VISUALSEARCH_INDEX_BACKEND = env("VISUALSEARCH_INDEX_BACKEND", default="elasticsearch" if ELASTICSEARCH_URL else "embedded")
+if VISUALSEARCH_INDEX_BACKEND not in ("embedded", "elasticsearch"):
+    raise ImproperlyConfigured("VISUALSEARCH_INDEX_BACKEND must be 'embedded' or 'elasticsearch'")
 if VISUALSEARCH_INDEX_BACKEND == "elasticsearch":
     _INDEX = {
         "BACKEND": "visualsearch.backends.elasticsearch.ElasticsearchIndex",

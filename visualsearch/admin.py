@@ -8,9 +8,9 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
 from catalog import admin as catalog_admin
-from catalog.models import Product, ProductImage
+from catalog.models import IndexStatus, Product, ProductImage
 
-from . import services
+from . import services, tasks
 from .backends.base import IndexUnavailable
 from .imaging import ImageRejected
 from .models import ImageEmbedding
@@ -43,18 +43,27 @@ def find_similar_products(modeladmin, request, queryset):
     return _similar_page(modeladmin, request, images)
 
 
+def _reindex(modeladmin, request, images) -> None:
+    """Hand the photos to the configured runner (inline, or Celery workers) like a save would."""
+    ids = list(images.values_list("pk", flat=True))
+    images.update(index_status=IndexStatus.PENDING, index_error="")
+    tasks.schedule_sync(image_ids=ids)
+    pending = ProductImage.objects.filter(pk__in=ids).exclude(index_status=IndexStatus.INDEXED).count()
+    level = messages.WARNING if pending else messages.SUCCESS
+    modeladmin.message_user(
+        request, f"{len(ids) - pending} of {len(ids)} photo(s) indexed; {pending} pending or failed "
+        "(see the index status column; with Celery they are indexed by the workers).", level
+    )
+
+
 @admin.action(description="Reindex selected")
 def reindex_images(modeladmin, request, queryset):
-    ids = list(queryset.values_list("pk", flat=True))
-    services.sync_images(ids)
-    modeladmin.message_user(request, f"Reindexed {len(ids)} photo(s); see the index status column for failures.")
+    _reindex(modeladmin, request, queryset)
 
 
 @admin.action(description="Reindex selected")
 def reindex_products(modeladmin, request, queryset):
-    ids = list(ProductImage.objects.filter(product__in=queryset).values_list("pk", flat=True))
-    services.sync_images(ids)
-    modeladmin.message_user(request, f"Reindexed {len(ids)} photo(s) of {queryset.count()} product(s).")
+    _reindex(modeladmin, request, ProductImage.objects.filter(product__in=queryset))
 
 
 class ProductAdmin(catalog_admin.ProductAdmin):

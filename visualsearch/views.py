@@ -4,10 +4,12 @@ from __future__ import annotations
 import base64
 import io
 import re
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
+from rest_framework.throttling import ScopedRateThrottle
 
 from . import services
 from .backends.base import IndexUnavailable
@@ -16,6 +18,8 @@ from .imaging import ImageRejected, decode_image, read_limited
 from .services.search import UnknownImage
 
 PREVIEW_SIZE = (320, 320)
+# The page runs the same expensive work as the API, so it shares the API's throttle bucket per client.
+_THROTTLED_AS_API = SimpleNamespace(throttle_scope="visual_search")
 _IMAGE_ID = re.compile(r"[0-9]{1,18}")  # str.isdigit() would accept "²" and 5,000-digit ids
 
 
@@ -24,6 +28,10 @@ def search_page(request):
     form = SearchForm(request.POST or None, request.FILES or None)
     context = {"form": form, "result": None, "error": None, "preview": None}
     status = 200
+    searching = request.method == "POST" or "image_id" in request.GET
+    if searching and not ScopedRateThrottle().allow_request(request, _THROTTLED_AS_API):
+        context["error"] = "Too many searches from your address; please wait a minute and try again."
+        return render(request, "visualsearch/search.html", context, status=429)
     try:
         if request.method == "POST" and form.is_valid():
             data = read_limited(form.cleaned_data["image"], settings.VISUALSEARCH["MAX_UPLOAD_BYTES"])

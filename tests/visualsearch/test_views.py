@@ -45,3 +45,16 @@ def test_product_page(client, catalog):
 def test_odd_image_ids_are_ignored_not_a_crash(client, image_id):
     response = client.get("/", {"image_id": image_id})
     assert response.status_code == 200 and response.context["result"] is None
+
+
+def test_the_page_is_throttled_like_the_api(client, catalog, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    cache.clear()
+    # DRF reads the rates into a class attribute at import time, so a settings override would not reach them.
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"visual_search": "2/min"})
+    photo = catalog[0].images.first()
+    statuses = [client.get(f"/?image_id={photo.pk}").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    cache.clear()

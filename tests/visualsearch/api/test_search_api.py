@@ -140,3 +140,19 @@ def test_schema_and_docs(api):
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert schema.status_code == 200 and "/api/search/" in schema.json()["paths"]
     assert api.get("/api/docs/").status_code == 200
+
+
+def test_throttle_cannot_be_dodged_with_forwarded_for(api, catalog, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    cache.clear()
+    # DRF reads the rates into a class attribute at import time, so a settings override would not reach them.
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"visual_search": "2/min"})
+    photo = catalog[0].images.first()
+    statuses = [
+        api.post(URL, {"image_id": photo.pk}, format="json", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}").status_code
+        for n in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    cache.clear()

@@ -28,7 +28,10 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         if rollback:
-            get_index().rollback()
+            try:
+                get_index().rollback()
+            except NotImplementedError as exc:  # the embedded index is rebuilt from the database instead
+                raise CommandError(f"{exc}; run `reindex` to rebuild it from the stored vectors") from exc
             self.stdout.write("reindex: rolled back to the previous index")
             return
         try:
