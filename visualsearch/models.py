@@ -28,9 +28,6 @@ class ImageEmbedding(models.Model):
     def __str__(self) -> str:
         return f"{self.sha256[:12]} @ {self.extractor_id}"
 
-    def as_array(self) -> np.ndarray:
-        return vector_from_bytes(self.vector)
-
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
