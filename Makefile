@@ -16,15 +16,16 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 .env:
-	@# A local development env: DEBUG on and a random secret. Production sets real variables and has no .env.
+	@# Development only (run, demo): DEBUG on and a random secret. Production sets real variables and has no .env;
+	@# tests take their throw-away secret from tests/settings.py.
 	printf 'DJANGO_DEBUG=1\nDJANGO_SECRET_KEY=dev-%s\n' "$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > $@
 
-setup: $(VENV)/.installed .env  ## install only
+setup: $(VENV)/.installed  ## install only
 
 setup-production: setup  ## + the MySQL driver (needs libmariadb-dev: scripts/services.sh installs it)
 	$(VENV)/bin/pip install --quiet -r requirements-mysql.txt
 
-demo: setup  ## migrate, admin login, demo catalog, index
+demo: setup .env  ## writes the development .env (DEBUG on); migrate, admin login, demo catalog, index
 	$(MANAGE) migrate --noinput
 	DJANGO_SUPERUSER_PASSWORD=$(ADMIN_PASSWORD) $(MANAGE) createsuperuser --noinput --username $(ADMIN_USER) --email admin@example.com 2>/dev/null || true
 	$(MANAGE) load_demo

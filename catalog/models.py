@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
+from django.core import checks
+from django.core.files import File
 from django.db import models
+from django.db.models.fields.files import ImageFieldFile
+from django.db.models.signals import post_init
 from django.urls import reverse
 
 
@@ -46,10 +51,96 @@ class IndexStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+_CONTENT_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def is_content_hash(value: str) -> bool:
+    """A real sha256 digest, as opposed to empty or the ``unhashed:<pk>`` placeholder left by migration 0002."""
+    return bool(_CONTENT_HASH.fullmatch(value or ""))
+
+
+class ContentFieldFile(ImageFieldFile):
+    def save(self, name, content, save=True) -> None:
+        # Hash the bytes being written (an upload in memory or a temp file, not read back from storage). The name
+        # cannot tell a new file: storages that overwrite keep it.
+        content = content if hasattr(content, "chunks") else File(content, name)  # as Storage.save() accepts
+        digest = file_sha256(content)
+        super().save(name, content, save=False)
+        self.field.record_file(self.instance, digest)
+        if save:
+            self.instance.save()
+
+    save.alters_data = True
+
+
+class ContentImageField(models.ImageField):
+    """An ImageField that keeps the sha256 of its file in ``hash_field``, as it keeps the size in width_field.
+
+    The hash is taken whenever a file is written through the field, and on every save or ``bulk_create`` where
+    the file is not the one the hash was taken of: another stored name assigned, or no real hash yet. A hash
+    that comes with its file name (loaded from the database, or given to the constructor) is trusted.
+    """
+
+    attr_class = ContentFieldFile
+
+    def __init__(self, *args, hash_field: str, **kwargs) -> None:
+        self.hash_field = hash_field
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        return name, path, args, {**kwargs, "hash_field": self.hash_field}
+
+    def contribute_to_class(self, cls, name, **kwargs) -> None:
+        super().contribute_to_class(cls, name, **kwargs)
+        if not cls._meta.abstract:
+            post_init.connect(self._remember_hashed_name, sender=cls)
+
+    def check(self, **kwargs):
+        return [*super().check(**kwargs), *self._check_hash_field()]
+
+    def _check_hash_field(self) -> list[checks.Error]:
+        names = [f.name for f in self.model._meta.concrete_fields]
+        if self.hash_field in names and names.index(self.hash_field) > names.index(self.name):
+            return []
+        # pre_save runs in field order: the hash it sets is written only if its field comes later.
+        message = f"hash_field '{self.hash_field}' must name a field declared after '{self.name}'."
+        return [checks.Error(message, obj=self, id="catalog.E001")]
+
+    @property
+    def _hashed_name_key(self) -> str:
+        return f"_{self.attname}_hashed_name"
+
+    def _remember_hashed_name(self, instance, **kwargs) -> None:
+        if self.attname in instance.__dict__:  # not deferred
+            value = instance.__dict__[self.attname]
+            instance.__dict__[self._hashed_name_key] = getattr(value, "name", value)
+
+    def record_file(self, instance, digest: str) -> None:
+        """The instance's file is new: keep its hash, and its size (Django measures only a file replacing one)."""
+        setattr(instance, self.hash_field, digest)
+        instance.__dict__[self._hashed_name_key] = getattr(instance, self.attname).name
+        self.update_dimension_fields(instance, force=True)
+
+    def pre_save(self, model_instance, add: bool):
+        file = super().pre_save(model_instance, add)  # stores a new upload, which hashes it
+        if file and not self._hash_is_current(model_instance, file):
+            self.record_file(model_instance, file_sha256(file))
+        return file
+
+    def _hash_is_current(self, instance, file) -> bool:
+        return is_content_hash(getattr(instance, self.hash_field)) and (
+            file.name == instance.__dict__.get(self._hashed_name_key)
+        )
+
+
 class ProductImage(models.Model):
     product = models.ForeignKey(Product, related_name="images", on_delete=models.CASCADE)
-    image = models.ImageField(upload_to=product_image_path, width_field="width", height_field="height", max_length=500)
+    image = ContentImageField(
+        upload_to=product_image_path, width_field="width", height_field="height", hash_field="sha256", max_length=500
+    )
     # Content address of the file: identical uploads share one embedding (see visualsearch.models.ImageEmbedding).
+    # Never empty (a constraint): photos with an empty hash would all be one content, and so get one vector.
     sha256 = models.CharField(max_length=64, editable=False, db_index=True)
     width = models.PositiveIntegerField(null=True, editable=False)
     height = models.PositiveIntegerField(null=True, editable=False)
@@ -65,20 +156,17 @@ class ProductImage(models.Model):
 
     class Meta:
         ordering = ["product", "position", "pk"]
+        constraints = [models.CheckConstraint(condition=~models.Q(sha256=""), name="productimage_sha256_not_empty")]
 
     def __str__(self) -> str:
         return f"Image {self.pk} of {self.product.relation_id}"
 
     def save(self, *args, **kwargs) -> None:
-        if self.image and (not self.sha256 or self._file_changed() or self.width is None):
-            self.sha256 = file_sha256(self.image)
-            # Django fills width/height only when a file replaces another; a first upload needs this.
-            self._meta.get_field("image").update_dimension_fields(self, force=True)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "image" in update_fields:
+            # Saving the file (re)computes these in the image field's pre_save: write them with it.
+            kwargs["update_fields"] = {*update_fields, "sha256", "width", "height"}
         super().save(*args, **kwargs)
-
-    def _file_changed(self) -> bool:
-        # A freshly assigned upload has not been committed to storage yet.
-        return bool(self.image) and not getattr(self.image, "_committed", True)
 
 
 def file_sha256(field_file) -> str:

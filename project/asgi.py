@@ -6,6 +6,8 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 application = get_asgi_application()
 
-from visualsearch.warmup import warm_up_in_background  # noqa: E402
+# Build the CNN and load the index in the background, starting at this process's first request: after a
+# pre-forking server has forked, never in its parent.
+from visualsearch.warmup import warm_up_on_first_request  # noqa: E402
 
-warm_up_in_background()
+warm_up_on_first_request()

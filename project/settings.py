@@ -1,11 +1,13 @@
 """Settings, read from the environment with embedded defaults.
 
-With no environment at all this is the embedded configuration: SQLite, the in-process vector index and inline
-indexing, so `make run` needs no services. Production sets DATABASE_URL, ELASTICSEARCH_URL and friends; no file
-is edited to switch. Every variable is listed in the README's configuration table.
+With nothing but the development `.env` that `make run` writes (DEBUG on, a random secret), this is the embedded
+configuration: SQLite, the in-process vector index and inline indexing, so `make run` needs no services.
+Production sets DATABASE_URL, ELASTICSEARCH_URL, DJANGO_SECRET_KEY and friends, and has no `.env`; no file is
+edited to switch. Every variable is listed in the README's configuration table.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -13,13 +15,52 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")  # optional; a missing file is fine
+# Only development has a `.env` (`make run` writes it: DEBUG on, a random secret); production sets real variables.
+# DJANGO_ENV_FILE names another file, or none when empty. Variables already set win over the file.
+ENV_FILE = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE)  # a missing file is fine
+
+
+def _is_local(host: str) -> bool:
+    return host in ("127.0.0.1", "[::1]", "::1", "localhost", "testserver") or host.endswith(".localhost")
+
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-# A production deploy without a secret must fail fast; the insecure default exists only for DEBUG runs and tests.
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-dev-only-key" if DEBUG else environ.Env.NOTSET)
+# A production deploy without a secret must fail fast; the insecure default exists only for DEBUG runs.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY and not DEBUG:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off: set it to a long random value. (For development, "
+        "`make run` writes a .env with DEBUG on and a secret.)"
+    )
+SECRET_KEY = SECRET_KEY or "insecure-dev-only-key"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+# DEBUG pages show settings and stack traces to anyone: never on a host the public can reach.
+if DEBUG and (_public := [host for host in ALLOWED_HOSTS if not _is_local(host)]):
+    raise ImproperlyConfigured(
+        f"DJANGO_DEBUG is on while DJANGO_ALLOWED_HOSTS names public hosts {_public}: set DJANGO_DEBUG=0 "
+        "(and remove a development .env) for production, or keep DEBUG to localhost."
+    )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+
+def _proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """("HTTP_X_FORWARDED_PROTO", "https") from "X-Forwarded-Proto": the header a TLS proxy sets to "https"."""
+    if not name:
+        return None
+    key = name.upper().replace("-", "_")
+    return (key if key.startswith("HTTP_") else f"HTTP_{key}", "https")
+
+
+# Behind a TLS-terminating proxy, the header it sets, so that request.is_secure() and the absolute URLs the API
+# returns say https. Only when the proxy always sets (or strips) it: otherwise a client could claim https.
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(env("DJANGO_SECURE_PROXY_SSL_HEADER", default=""))
+# The site is reached over HTTPS only: cookies never travel over http, and browsers remember to use https.
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=3600 if HTTPS else 0)  # raise once HTTPS is proven
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)  # usually the proxy redirects
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -39,6 +80,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "visualsearch.middleware.UploadGuardMiddleware",  # before CSRF: it parses the body in process_view
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -88,7 +130,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
-SERVE_MEDIA = env.bool("DJANGO_SERVE_MEDIA", default=True)  # behind a real web server, turn off and serve there
+# Development convenience. In production a web server or object storage serves media (Django's static view is
+# slow, and would hand out every stored photo, including those of inactive products).
+SERVE_MEDIA = env.bool("DJANGO_SERVE_MEDIA", default=DEBUG)
 
 # Uploads: Django keeps small files in memory and spools larger ones to disk; the hard cap is ours (imaging.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
@@ -97,6 +141,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # The API is public; staff use the browsable API with their admin session. No BasicAuthentication: it would
+    # check every guessed password (a PBKDF2 hash each) before the throttle runs.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_THROTTLE_RATES": {"visual_search": env("VISUALSEARCH_THROTTLE_RATE", default="120/min")},
     # Client identity for throttling: 0 = the socket address. Behind N trusted proxies set N, or any client could
     # pick its identity with a forged X-Forwarded-For.
@@ -154,6 +201,11 @@ else:
     _INDEX = {"BACKEND": "visualsearch.backends.embedded.EmbeddedIndex", "OPTIONS": {}}
 VISUALSEARCH_INDEXES = {"default": _INDEX}
 
+
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 VISUALSEARCH = {
     # Minimum cosine similarity for a product to be shown. Calibrate on your own photos with
     # `manage.py evaluate DATASET_DIR --report DIR`: it recommends the lowest threshold that keeps precision
@@ -163,12 +215,19 @@ VISUALSEARCH = {
     # Re-calibrate after changing VISUALSEARCH_EXTRACTOR.
     "SEARCH_THRESHOLD": env.float("VISUALSEARCH_THRESHOLD", default=0.5),
     "MAX_UPLOAD_BYTES": env.int("VISUALSEARCH_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024),
-    "MAX_PIXELS": env.int("VISUALSEARCH_MAX_PIXELS", default=40_000_000),
+    "MAX_PIXELS": env.int("VISUALSEARCH_MAX_PIXELS", default=16_000_000),
     "MAX_RESULTS": 100,
-    # Build the CNN and load the index when the web server starts rather than on the first search.
+    # Decodes running at once per process (each can hold tens of MB of pixels); default: the usable CPUs.
+    "MAX_CONCURRENT_DECODES": env.int("VISUALSEARCH_MAX_CONCURRENT_DECODES", default=_usable_cpus()),
+    # Build the CNN and load the index in the background when a web process gets its first request (after a
+    # pre-forking server has forked), so the first search does not wait for them.
     "WARM_UP": env.bool("VISUALSEARCH_WARM_UP", default=True),
     # "inline": index in the request after commit (embedded default); "celery": hand off to workers.
     "TASK_RUNNER": env("VISUALSEARCH_TASK_RUNNER", default="inline"),
+    # TensorFlow thread pools per process, fixed before TensorFlow starts. With W web workers on C cores, give
+    # each about C / W intra-op threads; inter-op threads matter little for one CNN. 0 = TensorFlow's choice.
+    "TF_INTRA_THREADS": env.int("VISUALSEARCH_TF_INTRA_THREADS", default=_usable_cpus()),
+    "TF_INTER_THREADS": env.int("VISUALSEARCH_TF_INTER_THREADS", default=2),
 }
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")

@@ -15,7 +15,7 @@ urlpatterns = [
 ]
 
 if settings.SERVE_MEDIA:
-    # Convenient for the embedded configuration; in production a web server or object storage serves media.
+    # Development only (on by default with DEBUG); in production a web server or object storage serves media.
     urlpatterns.append(re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
 
 

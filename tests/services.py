@@ -40,3 +40,4 @@ def delete_indexes(client, pattern: str) -> None:
     names = list(client.indices.get(index=pattern, allow_no_indices=True, ignore_unavailable=True))
     if names:
         client.indices.delete(index=",".join(names), ignore_unavailable=True)
+    client.options(ignore_status=404).indices.delete_index_template(name=pattern)  # the backend's guard template

@@ -47,7 +47,12 @@ def _reindex(modeladmin, request, images) -> None:
     """Hand the photos to the configured runner (inline, or Celery workers) like a save would."""
     ids = list(images.values_list("pk", flat=True))
     images.update(index_status=IndexStatus.PENDING, index_error="")
-    tasks.schedule_sync(image_ids=ids)
+    if not tasks.schedule_reindex(ids):
+        modeladmin.message_user(
+            request, f"{len(ids)} photo(s) marked pending. More than {tasks.MAX_INLINE_IMAGES} are not indexed "
+            "inside a web request: `manage.py reindex --missing` (or Celery workers) indexes them.", messages.WARNING
+        )
+        return
     pending = ProductImage.objects.filter(pk__in=ids).exclude(index_status=IndexStatus.INDEXED).count()
     level = messages.WARNING if pending else messages.SUCCESS
     modeladmin.message_user(
@@ -56,12 +61,13 @@ def _reindex(modeladmin, request, images) -> None:
     )
 
 
-@admin.action(description="Reindex selected")
+# Reindexing changes index state and runs the model: staff who may only view the catalog must not start it.
+@admin.action(description="Reindex selected", permissions=["change"])
 def reindex_images(modeladmin, request, queryset):
     _reindex(modeladmin, request, queryset)
 
 
-@admin.action(description="Reindex selected")
+@admin.action(description="Reindex selected", permissions=["change"])
 def reindex_products(modeladmin, request, queryset):
     _reindex(modeladmin, request, ProductImage.objects.filter(product__in=queryset))
 

@@ -6,6 +6,7 @@ class VisualSearchConfig(AppConfig):
     verbose_name = "Visual search"
 
     def ready(self) -> None:
-        from . import checks, signals  # noqa: F401  (checks register on import)
+        from . import checks, registry, signals  # noqa: F401  (checks register on import)
 
         signals.connect()
+        registry.size_tensorflow_threads()

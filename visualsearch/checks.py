@@ -21,7 +21,23 @@ def check_visualsearch_settings(app_configs=None, **kwargs) -> list[Error]:
         )
     if settings.VISUALSEARCH.get("TASK_RUNNER") not in ("inline", "celery"):
         errors.append(Error("VISUALSEARCH['TASK_RUNNER'] must be 'inline' or 'celery'.", id="visualsearch.E004"))
+    errors.extend(_check_celery_broker())
     return errors
+
+
+def _check_celery_broker() -> list[Error]:
+    """An in-memory broker lives inside the publishing process: no worker ever receives the work, silently."""
+    uses_workers = settings.VISUALSEARCH.get("TASK_RUNNER") == "celery"
+    eager = getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)  # tasks run in the caller: no broker involved
+    broker = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
+    if uses_workers and not eager and broker.startswith("memory:"):
+        return [Error(
+            "VISUALSEARCH_TASK_RUNNER=celery needs a real broker: CELERY_BROKER_URL is the in-memory one, so "
+            "index work would be published into this process and lost.",
+            hint="Set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0), or use VISUALSEARCH_TASK_RUNNER=inline.",
+            id="visualsearch.E005",
+        )]  # fmt: skip
+    return []
 
 
 @register(Tags.compatibility, deploy=True)

@@ -5,6 +5,7 @@ dropped when tests override the settings.
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable, Generic, TypeVar
 
@@ -73,6 +74,23 @@ def _reset_on_settings_change(*, setting: str, **kwargs) -> None:
 
 
 setting_changed.connect(_reset_on_settings_change, dispatch_uid="visualsearch.registry.reset")
+
+
+# Setting → the variable TensorFlow reads when its runtime starts.
+_TF_THREAD_VARIABLES = {"TF_INTRA_THREADS": "TF_NUM_INTRAOP_THREADS", "TF_INTER_THREADS": "TF_NUM_INTEROP_THREADS"}
+
+
+def size_tensorflow_threads() -> None:
+    """Size TensorFlow's thread pools from settings (AppConfig.ready calls this, before anything runs TensorFlow).
+
+    TensorFlow fixes its pools when its runtime starts, at the first operation (tf.config.threading refuses
+    changes after that), and reads these variables then. Setting them instead of calling tf.config spares the
+    seconds of importing TensorFlow in processes that never embed (e.g. `reindex` from stored vectors).
+    """
+    for key, variable in _TF_THREAD_VARIABLES.items():
+        threads = settings.VISUALSEARCH.get(key) or 0
+        if threads > 0:  # 0: leave TensorFlow's own choice
+            os.environ[variable] = str(threads)
 
 
 def get_extractor(alias: str = "default"):

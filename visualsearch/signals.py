@@ -3,6 +3,9 @@
 Changes within one transaction are collected into one batch and handed over once, on commit, so an admin page
 that saves a product with five photos costs one model batch and one bulk index write. Work is described by ids
 only and reconciled against the database when it runs, which makes a late, repeated or rolled-back batch harmless.
+
+`QuerySet.update()`, `bulk_update()` and raw SQL send no signals: after changing product categories or
+`is_active` that way, run `manage.py reindex --products` (re-sends product fields, no model work).
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 
 from catalog.models import IndexStatus, Product, ProductImage
 
@@ -19,6 +22,10 @@ from . import tasks
 
 logger = logging.getLogger(__name__)
 _local = threading.local()
+# The product fields index entries carry. A save that changes none of them (price, title, description) sends
+# nothing: re-sending would write every photo and, in-process, make every other process reload all vectors.
+INDEXED_PRODUCT_FIELDS = ("category", "is_active")
+_STORED = "_visualsearch_indexed_fields"  # pre_save → post_save, on the instance being saved
 
 
 @dataclass
@@ -75,13 +82,32 @@ def image_deleted(sender, instance: ProductImage, **kwargs) -> None:
     _queue(image_id=instance.pk)
 
 
+def product_saving(sender, instance: Product, raw: bool = False, update_fields=None, **kwargs) -> None:
+    """Remember the indexed fields as stored, so product_saved can tell whether this save changes them."""
+    if raw or instance._state.adding:
+        return
+    if update_fields is not None and not set(update_fields) & set(INDEXED_PRODUCT_FIELDS):
+        stored = _indexed_fields(instance)  # not written by this save
+    else:
+        stored = Product.objects.filter(pk=instance.pk).values_list(*INDEXED_PRODUCT_FIELDS).first()
+    setattr(instance, _STORED, stored)
+
+
 def product_saved(sender, instance: Product, created: bool = False, raw: bool = False, **kwargs) -> None:
     if raw or created:  # a new product has no indexed photos yet
         return
+    stored = instance.__dict__.pop(_STORED, None)
+    if stored is not None and tuple(stored) == _indexed_fields(instance):
+        return
     _queue(product_id=instance.pk)
+
+
+def _indexed_fields(instance: Product) -> tuple:
+    return tuple(getattr(instance, name) for name in INDEXED_PRODUCT_FIELDS)
 
 
 def connect() -> None:
     post_save.connect(image_saved, sender=ProductImage, dispatch_uid="visualsearch.image_saved")
     post_delete.connect(image_deleted, sender=ProductImage, dispatch_uid="visualsearch.image_deleted")
+    pre_save.connect(product_saving, sender=Product, dispatch_uid="visualsearch.product_saving")
     post_save.connect(product_saved, sender=Product, dispatch_uid="visualsearch.product_saved")

@@ -8,23 +8,46 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# An admin selection larger than this is not indexed inside the web request when the runner is inline: the photos
+# are marked pending, which is the durable record `reindex --missing` (cron) works from.
+MAX_INLINE_IMAGES = 64
+# Photos per Celery task: a large batch becomes several bounded tasks that several workers can share.
+MAX_TASK_IMAGES = 256
+
+
+def runs_inline() -> bool:
+    return settings.VISUALSEARCH["TASK_RUNNER"] != "celery"
+
 
 def schedule_sync(*, image_ids: Iterable[int] = (), product_ids: Iterable[int] = ()) -> None:
     image_ids, product_ids = sorted(set(image_ids)), sorted(set(product_ids))
     if not image_ids and not product_ids:
         return
-    if settings.VISUALSEARCH["TASK_RUNNER"] == "celery":
-        from .celery_tasks import sync_index_task
-
-        sync_index_task.delay(image_ids=image_ids, product_ids=product_ids)
-    else:
+    if runs_inline():
         run_sync(image_ids=image_ids, product_ids=product_ids)
+        return
+    from .celery_tasks import sync_index_task
+
+    chunks = [image_ids[i : i + MAX_TASK_IMAGES] for i in range(0, len(image_ids), MAX_TASK_IMAGES)] or [[]]
+    for n, chunk in enumerate(chunks):
+        # Product ids ride with the first chunk only; their photos are re-sent from stored vectors (no model).
+        sync_index_task.delay(image_ids=chunk, product_ids=product_ids if n == 0 else [])
+
+
+def schedule_reindex(image_ids: list[int]) -> bool:
+    """Index photos an admin selected (already marked pending). False when the selection is too large for the
+    web request and is left to `reindex --missing` (inline runner); Celery workers take any size."""
+    if runs_inline() and len(image_ids) > MAX_INLINE_IMAGES:
+        return False
+    schedule_sync(image_ids=image_ids)
+    return True
 
 
 def run_sync(*, image_ids: list[int], product_ids: list[int]) -> None:
     from . import services
 
     if product_ids:
-        services.sync_products(product_ids)
+        # Photos also in image_ids are synced in full below, reading their product after the model ran.
+        services.sync_products(product_ids, skip_image_ids=image_ids)
     if image_ids:
         services.sync_images(image_ids)

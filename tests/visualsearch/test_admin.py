@@ -68,3 +68,37 @@ def test_adding_a_product_with_photos_in_the_admin_indexes_them(staff, django_ca
     assert len(callbacks) == 1
     statuses = set(ProductImage.objects.filter(product__relation_id="new-1").values_list("index_status", flat=True))
     assert statuses == {IndexStatus.INDEXED}
+
+
+@pytest.fixture
+def view_only_staff(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=["view_product", "view_productimage"]))
+    client.force_login(user)
+    return client
+
+
+def test_view_only_staff_cannot_reindex(view_only_staff, catalog):
+    photo = catalog[0].images.first()
+    ProductImage.objects.filter(pk=photo.pk).update(index_status=IndexStatus.FAILED, index_error="boom")
+    run_action(view_only_staff, "productimage", "reindex_images", [photo.pk])
+    run_action(view_only_staff, "product", "reindex_products", [catalog[0].pk])
+    photo.refresh_from_db()
+    assert photo.index_status == IndexStatus.FAILED
+    changelist = view_only_staff.get(reverse("admin:catalog_productimage_changelist")).content.decode()
+    assert "find_similar_images" in changelist and "reindex_images" not in changelist
+
+
+def test_a_large_selection_is_not_indexed_in_the_web_request(staff, catalog, monkeypatch):
+    from visualsearch import tasks
+
+    monkeypatch.setattr(tasks, "MAX_INLINE_IMAGES", 3)
+    monkeypatch.setattr(tasks, "run_sync", lambda **kwargs: pytest.fail("indexed inside the request"))
+    photos = list(ProductImage.objects.values_list("pk", flat=True))
+    response = run_action(staff, "productimage", "reindex_images", photos)
+    assert response.status_code == 302
+    assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.PENDING}
+    messages = [str(m) for m in staff.get(response.url).context["messages"]]
+    assert any("reindex --missing" in m for m in messages)

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import functools
 import io
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from tests.conftest import encode, scene
 from visualsearch.imaging import ImageRejected, decode_image, read_limited
@@ -100,3 +108,110 @@ def test_any_decoder_crash_is_a_clean_rejection(monkeypatch):
     with pytest.raises(ImageRejected) as caught:
         decode_image(encode(scene(5), "PNG"), max_pixels=LIMIT)
     assert caught.value.code == "corrupt"
+
+
+@functools.cache
+def flat_png(width: int, height: int) -> bytes:
+    """A valid RGBA PNG of one colour, written row by row so the test never holds its pixels: 6300×6300 is
+    ~160 KiB on the wire and 151 MiB decoded."""
+    row = b"\x00" + bytes([200, 30, 30, 255]) * width  # filter byte 0, then the pixels
+    packer = zlib.compressobj(6)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA, not interlaced
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_the_default_pixel_limit_refuses_a_small_png_with_many_pixels(settings):
+    png = flat_png(6300, 6300)
+    assert len(png) < 400_000
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(png, max_pixels=settings.VISUALSEARCH["MAX_PIXELS"])
+    assert caught.value.code == "too_many_pixels"
+
+
+_PEAK_PROBE = """
+import resource, sys
+from visualsearch.imaging import decode_image
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image = decode_image(data, max_pixels=40_000_000)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024, image.mode, *image.size)
+"""
+
+
+def test_a_large_png_is_reduced_before_its_mode_is_converted(tmp_path):
+    """Under the old 40 MP limit this PNG cost ~645 MiB (full-size RGBA copies, white background, alpha band);
+    reduced strip by strip it costs its decoded size plus a little. Measured in a fresh process (Pillow's pixel
+    memory is invisible to tracemalloc)."""
+    path = tmp_path / "big.png"
+    path.write_bytes(flat_png(6300, 6300))
+    probe = subprocess.run([sys.executable, "-c", _PEAK_PROBE, str(path)], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[2], env={"PATH": "/usr/bin:/bin"}, check=True)
+    peak, mode, width, height = probe.stdout.split()
+    assert mode == "RGB" and 256 <= min(int(width), int(height)) < 512
+    assert int(peak) < 200 * 2**20, f"peak {int(peak) / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize(
+    "mode, fmt", [("RGBA", "PNG"), ("RGB", "PNG"), ("P", "GIF"), ("L", "PNG"), ("1", "BMP"), ("CMYK", "TIFF"),
+                  ("I;16", "PNG"), ("LA", "PNG"), ("RGB", "WEBP"), ("RGB", "JPEG")],
+)
+def test_every_format_is_reduced_to_what_the_model_needs(mode, fmt):
+    image = scene(6, size=(2100, 1400)).convert(mode)
+    decoded = decode_image(encode(image, fmt), max_pixels=LIMIT)
+    assert decoded.mode == "RGB" and 256 <= min(decoded.size) < 512
+    assert abs(decoded.size[0] / decoded.size[1] - 1.5) < 0.02
+
+
+def test_transparency_is_white_after_reduction():
+    rgba = Image.new("RGBA", (2000, 1000), (255, 0, 0, 0))
+    rgba.paste((0, 0, 255, 255), (0, 0, 1000, 1000))  # left half opaque blue, right half transparent red
+    decoded = decode_image(encode(rgba, "PNG"), max_pixels=LIMIT)
+    assert decoded.getpixel((10, 10)) == (0, 0, 255)
+    assert decoded.getpixel((decoded.width - 10, 10)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_exif_orientation_is_applied_after_reduction(fmt):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW
+    decoded = decode_image(encode(scene(1, size=(2000, 1000)), fmt, exif=exif), max_pixels=LIMIT)
+    assert decoded.height > decoded.width
+
+
+def test_callers_can_ask_for_more_resolution():
+    data = encode(scene(3, size=(2400, 1800)), "PNG")
+    assert min(decode_image(data, max_pixels=LIMIT, min_side=600).size) == 600  # 1/3: the largest factor that fits
+    assert decode_image(data, max_pixels=LIMIT, min_side=None).size == (2400, 1800)
+
+
+def test_concurrent_decodes_are_capped(settings, monkeypatch):
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "MAX_CONCURRENT_DECODES": 2}
+    busy, peak, lock = 0, 0, threading.Lock()
+    real_load = ImageFile.ImageFile.load
+
+    def slow_load(self):
+        nonlocal busy, peak
+        with lock:
+            busy += 1
+            peak = max(peak, busy)
+        time.sleep(0.05)
+        try:
+            return real_load(self)
+        finally:
+            with lock:
+                busy -= 1
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", slow_load)
+    data = encode(scene(7), "PNG")
+    threads = [threading.Thread(target=decode_image, args=(data,), kwargs={"max_pixels": LIMIT}) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == 2

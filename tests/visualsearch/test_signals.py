@@ -76,17 +76,18 @@ def test_deleting_a_product_removes_its_photos(make_image, django_capture_on_com
 
 
 def test_deactivating_a_product_hides_it_from_search(make_image, django_capture_on_commit_callbacks):
+    from tests.conftest import scene_jpeg
     from visualsearch.services import search_by_image
 
     with django_capture_on_commit_callbacks(execute=True):
         photo = make_image(seed=5)
     get_index().refresh()
-    assert search_by_image(image_id=photo.pk).matches
+    assert search_by_image(image_bytes=scene_jpeg(5)).matches
     with django_capture_on_commit_callbacks(execute=True):
         photo.product.is_active = False
         photo.product.save()
     get_index().refresh()
-    assert search_by_image(image_id=photo.pk).matches == []
+    assert search_by_image(image_bytes=scene_jpeg(5)).matches == []
 
 
 def test_identical_files_are_embedded_once(make_product, make_image, django_capture_on_commit_callbacks):
@@ -134,3 +135,38 @@ def test_replacing_a_photo_with_a_broken_file_removes_the_old_picture(make_image
     photo.refresh_from_db()
     assert photo.index_status == IndexStatus.FAILED
     assert photo.pk not in indexed_ids()
+
+
+def test_a_save_that_changes_no_indexed_field_sends_nothing(make_image, django_capture_on_commit_callbacks):
+    """Price, title or description never reach the index: no re-send, no generation bump (a reload elsewhere)."""
+    from catalog.models import Product
+    from visualsearch.models import IndexGeneration
+
+    with django_capture_on_commit_callbacks(execute=True):
+        photo = make_image(seed=9)
+    generations = list(IndexGeneration.objects.values_list("generation", flat=True))
+    product = Product.objects.get(pk=photo.product_id)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        product.price, product.title = "1.00", "Renamed"
+        product.save()
+        product.save(update_fields=["description"])
+    assert callbacks == []
+    assert list(IndexGeneration.objects.values_list("generation", flat=True)) == generations
+
+
+def test_a_category_change_reaches_the_index(make_image, django_capture_on_commit_callbacks):
+    from catalog.models import Product
+    from visualsearch.backends.base import SearchFilters
+    from visualsearch.services.embedding import stored_vectors
+
+    with django_capture_on_commit_callbacks(execute=True):
+        photo = make_image(seed=10)
+    product = Product.objects.get(pk=photo.product_id)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        product.category = "hats"
+        product.save(update_fields=["category"])
+    assert len(callbacks) == 1
+    index = get_index()
+    index.refresh()
+    vector = stored_vectors([photo.sha256], index.extractor_id)[photo.sha256]
+    assert index.search(vector, limit=1, filters=SearchFilters(category="hats"))[0].image_id == photo.pk

@@ -35,3 +35,15 @@ def test_the_task_reconciles_deleted_photos(eager_celery, make_image, django_cap
     photo.delete()  # outside a transaction block: handled at once
     sync_index_task.apply(kwargs={"image_ids": [photo_id], "product_ids": []})
     assert photo_id not in indexed_ids()
+
+
+def test_a_large_batch_is_split_into_bounded_tasks(eager_celery, monkeypatch):
+    from visualsearch import celery_tasks, tasks
+
+    monkeypatch.setattr(tasks, "MAX_TASK_IMAGES", 2)
+    calls = []
+    monkeypatch.setattr(celery_tasks, "run_sync", lambda **kwargs: calls.append(kwargs))
+    tasks.schedule_sync(image_ids=range(1, 6), product_ids=[7])
+    assert sorted(i for call in calls for i in call["image_ids"]) == [1, 2, 3, 4, 5]
+    assert max(len(call["image_ids"]) for call in calls) <= 2
+    assert [p for call in calls for p in call["product_ids"]] == [7]

@@ -35,6 +35,39 @@ def test_more_like_this_link(client, catalog):
     assert response.status_code == 200 and response.context["result"].matches
 
 
+def test_more_like_this_leaves_out_the_product_the_shopper_came_from(client, catalog, settings):
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "SEARCH_THRESHOLD": -1.0}
+    photo = catalog[0].images.first()
+    matches = client.get(f"/?image_id={photo.pk}").context["result"].matches
+    assert len(matches) == 4 and catalog[0] not in [match.product for match in matches]
+
+
+def test_more_like_this_for_an_inactive_product_is_not_found(client, catalog):
+    response = client.get(f"/?image_id={catalog[5].images.first().pk}")
+    assert response.status_code == 404 and response.context["result"] is None
+
+
+def test_more_like_this_for_a_photo_with_no_vector_and_no_file(client, catalog):
+    from visualsearch.models import ImageEmbedding
+
+    photo = catalog[1].images.first()
+    ImageEmbedding.objects.filter(sha256=photo.sha256).delete()
+    photo.image.storage.delete(photo.image.name)
+    response = client.get(f"/?image_id={photo.pk}")
+    assert response.status_code == 409 and b'role="alert"' in response.content
+
+
+def test_an_upload_is_decoded_once_for_the_preview_and_the_search(client, catalog, monkeypatch):
+    from PIL import Image
+
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: opened.append(1) or real_open(*args, **kwargs))
+    response = client.post("/", {"image": SimpleUploadedFile("q.jpg", encode(scene(4)), "image/jpeg")})
+    assert response.status_code == 200 and response.context["preview"]
+    assert len(opened) == 1
+
+
 def test_product_page(client, catalog):
     response = client.get(catalog[0].get_absolute_url())
     assert response.status_code == 200 and b"More like this" in response.content

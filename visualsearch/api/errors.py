@@ -23,6 +23,11 @@ class UnsupportedImage(exceptions.APIException):
     default_code = "not_an_image"
 
 
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
 def json_exception_handler(exc, context):
     if isinstance(exc, SuspiciousOperation):  # e.g. too many multipart fields: Django would answer with HTML
         exc = exceptions.ParseError("The request could not be parsed.")
@@ -49,9 +54,14 @@ def _first_message(fields: dict) -> str:
     return "Invalid input."
 
 
+def json_error(code: str, message: str, status: int) -> JsonResponse:
+    """The same error body for answers given outside DRF (URL errors, the upload guard middleware)."""
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
 def json_not_found(request, exception=None):
-    return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
+    return json_error("not_found", "Not found.", 404)
 
 
 def json_server_error(request):
-    return JsonResponse({"error": {"code": "server_error", "message": "Internal error."}}, status=500)
+    return json_error("server_error", "Internal error.", 500)

@@ -8,15 +8,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from .. import services
 from ..backends.base import IndexUnavailable
 from ..imaging import ImageRejected, read_limited
-from ..services.search import UnknownImage
-from .errors import PayloadTooLarge, ServiceUnavailable, UnsupportedImage
+from ..services.search import ImageUnavailable, SearchResult, UnknownImage, more_like_this, search_by_image
+from .errors import Conflict, PayloadTooLarge, ServiceUnavailable, UnsupportedImage
 from .serializers import SearchInputSerializer, SearchOutputSerializer
-
-# Multipart overhead allowance on top of the image size limit, for the early Content-Length check.
-_ENVELOPE_BYTES = 64 * 1024
 
 
 class VisualSearchApi(APIView):
@@ -28,15 +24,13 @@ class VisualSearchApi(APIView):
 
     @extend_schema(request=SearchInputSerializer, responses=SearchOutputSerializer)
     def post(self, request):
-        max_bytes = settings.VISUALSEARCH["MAX_UPLOAD_BYTES"]
-        _reject_oversized_body(request, max_bytes)
+        # The body's size was checked from its headers by UploadGuardMiddleware, then DRF throttled: only now parse.
         serializer = SearchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        params = dict(serializer.validated_data)
-        upload = params.pop("image", None)
         try:
-            image_bytes = read_limited(upload, max_bytes) if upload is not None else None
-            result = services.search_by_image(image_bytes=image_bytes, **params)
+            result = _search(**serializer.validated_data)
+        except ImageUnavailable as exc:
+            raise Conflict(str(exc), code=exc.code) from exc
         except ImageRejected as exc:
             raise _image_error(exc) from exc
         except UnknownImage as exc:
@@ -46,13 +40,10 @@ class VisualSearchApi(APIView):
         return Response(SearchOutputSerializer(result, context={"request": request}).data)
 
 
-def _reject_oversized_body(request, max_bytes: int) -> None:
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise exceptions.ParseError("Bad Content-Length header.")
-    if length > max_bytes + _ENVELOPE_BYTES:
-        raise PayloadTooLarge(f"The request is larger than the {max_bytes // (1024 * 1024)} MB image limit.")
+def _search(*, image=None, image_id=None, **params) -> SearchResult:
+    if image_id is not None:
+        return more_like_this(image_id=image_id, **params)  # only photos shoppers may see, never the photo itself
+    return search_by_image(image_bytes=read_limited(image, settings.VISUALSEARCH["MAX_UPLOAD_BYTES"]), **params)
 
 
 def _image_error(exc: ImageRejected) -> exceptions.APIException:

@@ -59,12 +59,14 @@ class VectorIndex(ABC):
     def upsert(self, entries: Sequence[IndexEntry], *, version: int | None = None) -> None:
         """Insert or replace entries (by image_id), as one batch.
 
-        ``version`` (microseconds, taken before the data was read from the database) lets backends that apply
-        writes out of order keep the newest; in-process backends apply writes in order and ignore it."""
+        ``version`` (microseconds, taken before the data was read from the database) keeps the newest data when
+        writes of one photo arrive out of order (two syncs, a sync and a rebuild): every backend ignores a write
+        older than the last one applied to that photo, or than its delete. ``None``: now."""
 
     @abstractmethod
     def delete(self, image_ids: Sequence[int], *, version: int | None = None) -> None:
-        """Remove entries; unknown ids are ignored."""
+        """Remove entries; unknown ids are ignored. ``version`` as for ``upsert``: a later, older upsert of a deleted
+        photo is ignored too (backends remember deletes for a while, not forever)."""
 
     @abstractmethod
     def search(

@@ -99,6 +99,9 @@ def _parse(record: dict, line: int, root: Path) -> tuple[Row | None, str]:
         return None, f"line {line}: empty path or group"
     if len(group) > MAX_GROUP_LENGTH:
         return None, f"line {line}: group name longer than {MAX_GROUP_LENGTH} characters"
+    if not (root / path).resolve().is_relative_to(root):
+        # `../x`, an absolute path or a symlink out: a groups.csv from elsewhere must not make us read any file
+        return None, f"line {line}: {path!r} is outside the dataset folder"
     return Row(line, root / path, path, group, role.lower()), ""
 
 

@@ -16,6 +16,7 @@ Legacy layout (torch/serialization.py ``_legacy_save``), one stream of consecuti
 from __future__ import annotations
 
 import collections
+import math
 import os
 import pickle
 import zipfile
@@ -77,6 +78,10 @@ class _TensorRef(_Sealed):
     def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
         for name, value in zip(self.__slots__, (storage, offset, size, stride)):
             object.__setattr__(self, name, value)
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.size) * self.storage.array.itemsize
 
     def to_array(self) -> np.ndarray:
         buffer = self.storage.array
@@ -189,11 +194,19 @@ def _read_storage_data(file: BinaryIO, storage: np.ndarray) -> None:
         raise pickle.UnpicklingError("truncated storage data")
 
 
-def _to_arrays(obj: Any) -> dict[str, np.ndarray]:
-    """Keep the tensor entries of the loaded mapping, as independent, contiguous, writable arrays."""
+def _to_arrays(obj: Any, max_bytes: int) -> dict[str, np.ndarray]:
+    """Keep the tensor entries of the loaded mapping, as independent, contiguous, writable arrays.
+
+    Their total size is capped by the file's before anything is copied: a view with stride 0 stays inside its
+    storage yet copies into any size (one float repeated 10**12 times is 4 TB), and one tensor can be listed
+    under many keys. A real state dict holds each parameter's bytes once, so it always fits.
+    """
     if not isinstance(obj, dict):
         raise pickle.UnpicklingError(f"expected a state dict, found {type(obj).__name__}")
-    return {str(k): v.to_array() for k, v in obj.items() if isinstance(v, _TensorRef)}
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, _TensorRef)}
+    if sum(t.nbytes for t in tensors.values()) > max_bytes:
+        raise pickle.UnpicklingError("the tensors would take more bytes than the file holds")
+    return {name: tensor.to_array() for name, tensor in tensors.items()}
 
 
 def load_legacy_state_dict(path: str | PathLike[str]) -> dict[str, np.ndarray]:
@@ -213,11 +226,12 @@ def load_legacy_state_dict(path: str | PathLike[str]) -> dict[str, np.ndarray]:
         sys_info = _restricted_load(file)
         if not (isinstance(sys_info, dict) and sys_info.get("little_endian", False)):
             raise pickle.UnpicklingError(f"{path}: only little-endian files are supported")
-        main = _RestrictedUnpickler(file, max_bytes=os.fstat(file.fileno()).st_size)
+        file_size = os.fstat(file.fileno()).st_size
+        main = _RestrictedUnpickler(file, max_bytes=file_size)
         obj = _restricted_load(file, main)
         keys = _restricted_load(file)
         if not isinstance(keys, list) or set(keys) != set(main.storages):
             raise pickle.UnpicklingError(f"{path}: storage key list does not match the pickled tensors")
         for key in keys:
             _read_storage_data(file, main.storages[key])
-    return _to_arrays(obj)
+    return _to_arrays(obj, file_size)

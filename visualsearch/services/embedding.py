@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 
-from catalog.models import ProductImage
+from catalog.models import ProductImage, file_sha256, is_content_hash
 
 from ..extractors.base import FeatureExtractor
 from ..imaging import ImageRejected, decode_image
@@ -31,34 +31,77 @@ def stored_vectors(sha256s: Sequence[str], extractor_id: str) -> dict[str, np.nd
 
 def embed_images(images: Sequence[ProductImage], extractor: FeatureExtractor) -> EmbedOutcome:
     """Vectors for ``images``, computing and storing only those the database lacks."""
-    outcome = EmbedOutcome(vectors=stored_vectors([i.sha256 for i in images], extractor.id))
-    todo = _one_per_content([i for i in images if i.sha256 not in outcome.vectors])
-    decoded = _decode_all(todo, outcome.errors)
+    outcome = EmbedOutcome()
+    images = _with_content_hashes(images, outcome.errors)
+    outcome.vectors = stored_vectors([i.sha256 for i in images], extractor.id)
+    copies = _copies_per_content([i for i in images if i.sha256 not in outcome.vectors])
+    decoded = _decode_one_copy_each(copies, outcome.errors)
     if decoded:
         try:
             vectors = extractor.embed([pixels for _, pixels in decoded])
         except Exception as exc:  # a model failure must mark images failed, not lose them
             logger.exception("embedding %d images failed", len(decoded))
-            outcome.errors.update({image.pk: f"embedding failed: {exc}" for image, _ in decoded})
+            outcome.errors.update({i.pk: f"embedding failed: {exc}" for sha, _ in decoded for i in copies[sha]})
             return outcome
-        _store(decoded, vectors, extractor)
-        outcome.vectors.update({image.sha256: vector for (image, _), vector in zip(decoded, vectors)})
+        _store([sha for sha, _ in decoded], vectors, extractor)
+        outcome.vectors.update({sha: vector for (sha, _), vector in zip(decoded, vectors)})
         outcome.computed = len(decoded)
     return outcome
 
 
-def _one_per_content(images: Sequence[ProductImage]) -> list[ProductImage]:
-    return list({image.sha256: image for image in images}.values())
+def _with_content_hashes(images: Sequence[ProductImage], errors: dict[int, str]) -> list[ProductImage]:
+    """The images, each with the hash of its file. Rows written around Model.save() (raw fixture loads, updates,
+    migration 0002's placeholders) may lack one: hash them now, because photos grouped under one non-hash would
+    all get the vector of one of them."""
+    hashed = []
+    for image in images:
+        if not is_content_hash(image.sha256):
+            try:
+                _record_hash(image)
+            except Exception as exc:  # a missing file fails this photo alone
+                errors[image.pk] = f"cannot read image: {exc}"
+                continue
+        hashed.append(image)
+    return hashed
 
 
-def _decode_all(images: Sequence[ProductImage], errors: dict[int, str]):
+def _record_hash(image: ProductImage) -> None:
+    old, image.sha256 = image.sha256, file_sha256(image.image)
+    # Only over the value we read: a file replaced meanwhile was hashed by its own save, which syncs it again.
+    ProductImage.objects.filter(pk=image.pk, sha256=old).update(sha256=image.sha256)
+
+
+def _copies_per_content(images: Sequence[ProductImage]) -> dict[str, list[ProductImage]]:
+    copies: dict[str, list[ProductImage]] = {}
+    for image in images:
+        copies.setdefault(image.sha256, []).append(image)
+    return copies
+
+
+def _decode_one_copy_each(copies: dict[str, list[ProductImage]], errors: dict[int, str]) -> list[tuple[str, object]]:
+    """(sha256, pixels) per content, from the first copy that reads. Its photos fail only when no copy reads:
+    the vector belongs to the content, so a photo whose own file is unreadable still gets it from a twin."""
     decoded = []
+    for sha, images in copies.items():
+        pixels, failures = _first_readable(images)
+        if pixels is None:
+            errors.update(failures)
+            continue
+        decoded.append((sha, pixels))
+        if failures:
+            logger.warning("photos %s: file unreadable, content %s read from another copy", sorted(failures), sha[:12])
+    return decoded
+
+
+def _first_readable(images: Sequence[ProductImage]):
+    """The pixels of the first image that decodes (None if none does), and why the ones before it failed."""
+    failures = {}
     for image in images:
         try:
-            decoded.append((image, load_stored_image(image)))
+            return load_stored_image(image), failures
         except Exception as exc:  # one bad file must fail alone, never stop a batch or a reindex
-            errors[image.pk] = f"cannot read image: {exc}"
-    return decoded
+            failures[image.pk] = f"cannot read image: {exc}"
+    return None, failures
 
 
 def load_stored_image(image: ProductImage):
@@ -67,11 +110,11 @@ def load_stored_image(image: ProductImage):
     return decode_image(data, max_pixels=settings.VISUALSEARCH["MAX_PIXELS"])
 
 
-def _store(decoded, vectors: np.ndarray, extractor: FeatureExtractor) -> None:
+def _store(sha256s: Sequence[str], vectors: np.ndarray, extractor: FeatureExtractor) -> None:
     ImageEmbedding.objects.bulk_create(
         [
-            ImageEmbedding(sha256=image.sha256, extractor_id=extractor.id, dim=extractor.dim, vector=vector_to_bytes(v))
-            for (image, _), v in zip(decoded, vectors)
+            ImageEmbedding(sha256=sha, extractor_id=extractor.id, dim=extractor.dim, vector=vector_to_bytes(v))
+            for sha, v in zip(sha256s, vectors)
         ],
         ignore_conflicts=True,  # a concurrent worker stored the same content first: same vector, keep theirs
     )

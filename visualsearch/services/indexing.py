@@ -3,14 +3,16 @@ the index with it, so running one twice, late, or after a crash is always safe."
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import reduce
 
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from catalog.models import IndexStatus, ProductImage
@@ -23,6 +25,8 @@ from .embedding import EmbedOutcome, embed_images
 
 logger = logging.getLogger(__name__)
 _load_lock = threading.RLock()  # reentrant: rebuild_index holds it while bumping the generation
+DEFAULT_BATCH_SIZE = 32  # photos per model batch for extractors that do not say
+RESEND_PAGE = 500  # photos per index write when product fields are re-sent from stored vectors
 
 
 @dataclass
@@ -33,35 +37,73 @@ class RebuildReport:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Current:
+    """A photo's row as it is in the database right before an index write."""
+
+    sha256: str
+    product_id: int
+    category: str
+    is_active: bool
+
+
 def sync_images(image_ids: Iterable[int]) -> None:
     """Make the index agree with the database for these photos: embed and upsert those that exist, drop the rest.
 
-    A photo whose file cannot be used any more is dropped from the index too, so a failed replacement never
-    leaves the old picture searchable under its id.
+    Runs in chunks of the extractor's batch size (decode, embed, store, write), so a big transaction or admin
+    selection never holds more than one batch of decoded images. A photo whose file cannot be used any more is
+    dropped from the index too, so a failed replacement never leaves the old picture searchable under its id.
     """
-    image_ids = set(image_ids)
-    # Taken before reading: any later change to these rows is sent with a later version and wins (Elasticsearch).
-    read_at_us = time.time_ns() // 1000
-    images = list(ProductImage.objects.filter(pk__in=image_ids).select_related("product"))
-    outcome = embed_images(images, get_extractor()) if images else EmbedOutcome()
-    ready = [image for image in images if image.sha256 in outcome.vectors]
-    unusable = [image for image in images if image.pk in outcome.errors]
-    stale = (image_ids - {image.pk for image in images}) | {image.pk for image in unusable}
-    for image in unusable:
-        _mark([image], IndexStatus.FAILED, outcome.errors[image.pk])
+    extractor = get_extractor()
+    for chunk in _batches(sorted(set(image_ids)), getattr(extractor, "batch_size", DEFAULT_BATCH_SIZE)):
+        _sync_chunk(chunk, extractor)
+
+
+def _sync_chunk(image_ids: list[int], extractor: FeatureExtractor) -> None:
+    images = list(ProductImage.objects.filter(pk__in=image_ids))
+    outcome = embed_images(images, extractor) if images else EmbedOutcome()
+    embedded_as = {image.pk: image.sha256 for image in images}
+    # The version and the product's fields are taken *after* the model ran (and stored its vectors): a product
+    # change committed meanwhile is either read here, or re-sent by its own sync with a later version, which wins.
+    version = _now_us()
+    current = _current_rows(image_ids)
+    # A photo whose file changed meanwhile is left to the sync its save queued.
+    same = {pk: row for pk, row in current.items() if row.sha256 == embedded_as.get(pk)}
+    unusable = [pk for pk in same if pk in outcome.errors]
+    ready = {pk: row for pk, row in same.items() if pk not in outcome.errors and row.sha256 in outcome.vectors}
+    stale = sorted(set(image_ids) - set(current) | set(unusable))
+    for pk in unusable:
+        _mark([(pk, same[pk].sha256)], IndexStatus.FAILED, outcome.errors[pk])
+    marks = [(pk, row.sha256) for pk, row in ready.items()]
+    entries = [_entry(pk, row, outcome.vectors[row.sha256]) for pk, row in ready.items()]
+    if _write(stale, entries, version, marks):
+        _mark(marks, IndexStatus.INDEXED, "")
+
+
+def _current_rows(image_ids: Iterable[int]) -> dict[int, _Current]:
+    rows = ProductImage.objects.filter(pk__in=image_ids).values_list(
+        "pk", "sha256", "product_id", "product__category", "product__is_active"
+    )
+    return {pk: _Current(*fields) for pk, *fields in rows}
+
+
+def _write(stale: Sequence[int], entries: Sequence[IndexEntry], version: int, marks) -> bool:
+    """Delete and upsert as one step; False (photos left pending for `reindex --missing`) if the index is down."""
+    if not stale and not entries:
+        return True  # nothing written: no generation bump, so no other process reloads
     index = get_index()
     try:
         with _writing(index):
             if stale:
-                index.delete(sorted(stale), version=read_at_us)
-            if ready:
-                index.upsert([_entry(image, outcome.vectors[image.sha256]) for image in ready], version=read_at_us)
+                index.delete(list(stale), version=version)
+            if entries:
+                index.upsert(list(entries), version=version)
             _bump_generation(index)
     except IndexUnavailable as exc:
-        _mark(ready, IndexStatus.PENDING, f"index unavailable, will retry: {exc}")
-        logger.warning("index unavailable; %d images left pending: %s", len(ready), exc)
-        return
-    _mark(ready, IndexStatus.INDEXED, "")
+        _mark(marks, IndexStatus.PENDING, f"index unavailable, will retry: {exc}")
+        logger.warning("index unavailable; %d images left pending: %s", len(marks), exc)
+        return False
+    return True
 
 
 def _writing(index: VectorIndex):
@@ -70,24 +112,60 @@ def _writing(index: VectorIndex):
     return _load_lock if index.in_process else nullcontext()
 
 
-def sync_products(product_ids: Iterable[int]) -> None:
-    """Re-send the indexed photos of these products (is_active / category changed); no model work."""
-    images = ProductImage.objects.filter(product_id__in=set(product_ids), index_status=IndexStatus.INDEXED)
-    sync_images(images.values_list("pk", flat=True))
+def sync_products(product_ids: Iterable[int], *, skip_image_ids: Iterable[int] = ()) -> None:
+    """Re-send the photos of these products (is_active / category changed) from their stored vectors; no model work.
+
+    Pending photos are included: one whose sync is still embedding reads the product after the model, and one
+    left pending by an outage is caught up. ``skip_image_ids`` are being synced in full anyway.
+    """
+    photos = ProductImage.objects.filter(product_id__in=set(product_ids)).exclude(pk__in=set(skip_image_ids))
+    _resend(photos)
 
 
-def _entry(image: ProductImage, vector) -> IndexEntry:
-    product = image.product
-    return IndexEntry(image.pk, product.pk, vector, product.category, product.is_active)
+def resync_products(*, page_size: int = RESEND_PAGE, progress: Callable[[int], None] = lambda n: None) -> int:
+    """Re-send every photo with a stored vector with its product's current fields, without running the model.
+
+    For product changes that sent no signal (`QuerySet.update()`, `bulk_update()`, raw SQL). Returns how many
+    photos were sent; raises IndexUnavailable if the index went away (the page being sent is left pending).
+    """
+    sent, complete = _resend(ProductImage.objects.all(), page_size=page_size, progress=progress)
+    if not complete:
+        raise IndexUnavailable(f"index unavailable after {sent} photos were re-sent; run it again")
+    return sent
 
 
-def _mark(images: Sequence[ProductImage], status: str, error: str) -> None:
-    if not images:
-        return
-    indexed_at = timezone.now() if status == IndexStatus.INDEXED else None
-    ProductImage.objects.filter(pk__in=[i.pk for i in images]).update(
-        index_status=status, index_error=error[:2000], indexed_at=indexed_at
+def _resend(photos, *, page_size: int = RESEND_PAGE, progress: Callable[[int], None] = lambda n: None):
+    """Upsert ``photos`` that have a stored vector, page by page; returns (sent, whether all pages were sent)."""
+    rows = _with_vectors(get_extractor().id, photos).values_list(
+        "pk", "sha256", "index_status", "vector", "product_id", "product__category", "product__is_active"
     )
+    pages, sent = _pages(rows, page_size), 0
+    while True:
+        version = _now_us()  # before the page is read: a later change's own sync carries a later version
+        page = next(pages, None)
+        if page is None:
+            return sent, True
+        entries = [IndexEntry(pk, product, vector_from_bytes(vector), category, active)
+                   for pk, _, _, vector, product, category, active in page]
+        if not _write((), entries, version, [(pk, sha) for pk, sha, *_ in page]):
+            return sent, False
+        _mark([(pk, sha) for pk, sha, status, *_ in page if status != IndexStatus.INDEXED], IndexStatus.INDEXED, "")
+        sent += len(page)
+        progress(len(page))
+
+
+def _entry(image_id: int, row: _Current, vector) -> IndexEntry:
+    return IndexEntry(image_id, row.product_id, vector, row.category, row.is_active)
+
+
+def _mark(photos: Sequence[tuple[int, str]], status: str, error: str) -> None:
+    """Set the status of photos that still hold the file (sha256) the work was done for: a photo replaced
+    meanwhile belongs to the sync its save queued, whose status must not be overwritten by this older one."""
+    indexed_at = timezone.now() if status == IndexStatus.INDEXED else None
+    for chunk in _batches(photos, 100):
+        condition = reduce(operator.or_, (Q(pk=pk, sha256=sha) for pk, sha in chunk))
+        ProductImage.objects.filter(condition).update(index_status=status, index_error=error[:2000],
+                                                      indexed_at=indexed_at)
 
 
 # --- bulk ---------------------------------------------------------------------------------------------------------
@@ -97,15 +175,15 @@ def embed_missing(
     *, extractor: FeatureExtractor, batch_size: int, progress: Callable[[int], None] = lambda n: None
 ) -> tuple[int, int]:
     """Embed every photo that has no stored vector for the extractor; returns (embedded, failed)."""
-    images = images_without_vectors(extractor.id).select_related("product").order_by("pk")
+    images = images_without_vectors(extractor.id).select_related("product")
     embedded = failed = 0
-    for batch in _batches(images.iterator(chunk_size=batch_size), batch_size):
+    for batch in _pages(images, batch_size, key=operator.attrgetter("pk")):
         outcome = embed_images(batch, extractor)
         embedded += outcome.computed
         failed += len(outcome.errors)
         for image in batch:
             if image.pk in outcome.errors:
-                _mark([image], IndexStatus.FAILED, outcome.errors[image.pk])
+                _mark([(image.pk, image.sha256)], IndexStatus.FAILED, outcome.errors[image.pk])
         progress(len(batch))
     return embedded, failed
 
@@ -130,9 +208,10 @@ def images_without_vectors(extractor_id: str):
     return ProductImage.objects.exclude(sha256__in=Subquery(stored))
 
 
-def _with_vectors(extractor_id: str):
+def _with_vectors(extractor_id: str, photos=None):
     vector = ImageEmbedding.objects.filter(sha256=OuterRef("sha256"), extractor_id=extractor_id).values("vector")[:1]
-    return ProductImage.objects.annotate(vector=Subquery(vector)).exclude(vector=None)
+    photos = ProductImage.objects.all() if photos is None else photos
+    return photos.annotate(vector=Subquery(vector)).exclude(vector=None)
 
 
 def count_entries(extractor_id: str) -> int:
@@ -140,12 +219,13 @@ def count_entries(extractor_id: str) -> int:
 
 
 def iter_entries(extractor_id: str, chunk_size: int = 2000) -> Iterator[IndexEntry]:
-    """Every photo with a stored vector, as index entries, streamed from the database in chunks."""
-    rows = _with_vectors(extractor_id).order_by("pk").values_list(
+    """Every photo with a stored vector, as index entries, read from the database a page at a time."""
+    rows = _with_vectors(extractor_id).values_list(
         "pk", "product_id", "vector", "product__category", "product__is_active"
     )
-    for pk, product_id, vector, category, is_active in rows.iterator(chunk_size=chunk_size):
-        yield IndexEntry(pk, product_id, vector_from_bytes(vector), category, is_active)
+    for page in _pages(rows, chunk_size):
+        for pk, product_id, vector, category, is_active in page:
+            yield IndexEntry(pk, product_id, vector_from_bytes(vector), category, is_active)
 
 
 def _mark_all_with_vectors_indexed(extractor_id: str) -> None:
@@ -153,6 +233,22 @@ def _mark_all_with_vectors_indexed(extractor_id: str) -> None:
     ProductImage.objects.filter(sha256__in=Subquery(has_vector)).exclude(index_status=IndexStatus.INDEXED).update(
         index_status=IndexStatus.INDEXED, index_error="", indexed_at=timezone.now()
     )
+
+
+def _pages(rows: QuerySet, size: int, key: Callable = operator.itemgetter(0)) -> Iterator[list]:
+    """Rows in primary-key order, one query per page (`pk > last … LIMIT size`).
+
+    Unlike `.iterator(chunk_size=…)`, which on MySQL fetches the whole result at once, this holds one page at a
+    time on every database. ``key`` gives a row's pk (the first value of a values_list row by default).
+    """
+    last = None
+    while True:
+        page = list((rows if last is None else rows.filter(pk__gt=last)).order_by("pk")[:size])
+        if page:
+            yield page
+        if len(page) < size:
+            return
+        last = key(page[-1])
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -164,6 +260,10 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
 
 
 # --- in-process index freshness -----------------------------------------------------------------------------------
@@ -205,8 +305,8 @@ def index_pending(*, batch_size: int = 64, progress: Callable[[int], None] = lam
     """Catch up on photos that are not indexed (pending after an outage, failed after a bad file), in batches."""
     started = time.monotonic()
     report = RebuildReport()
-    pending = ProductImage.objects.exclude(index_status=IndexStatus.INDEXED).order_by("pk")
-    for batch in _batches(pending.values_list("pk", flat=True).iterator(), batch_size):
+    pending = ProductImage.objects.exclude(index_status=IndexStatus.INDEXED).values_list("pk", flat=True)
+    for batch in _pages(pending, batch_size, key=lambda pk: pk):
         sync_images(batch)
         statuses = ProductImage.objects.filter(pk__in=batch).values_list("index_status", flat=True)
         report.indexed += sum(s == IndexStatus.INDEXED for s in statuses)

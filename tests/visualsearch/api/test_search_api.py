@@ -46,7 +46,22 @@ def test_limit_offset_category(api, catalog):
 def test_more_like_this_by_image_id(api, catalog):
     photo = catalog[1].images.first()
     body = api.post(URL, {"image_id": photo.pk, "threshold": -1}, format="json").json()
-    assert body["results"][0]["relation_id"] == "sku-1"
+    assert len(body["results"]) == 5  # every active product, sku-1 through its other photo
+    assert photo.pk not in [result["matched_image"]["id"] for result in body["results"]]
+
+
+def test_more_like_this_for_an_inactive_product_is_not_found(api, catalog):
+    photo = catalog[5].images.first()
+    assert_json_error(api.post(URL, {"image_id": photo.pk}, format="json"), 404, "not_found")
+
+
+def test_more_like_this_for_a_photo_with_no_vector_and_no_file(api, catalog):
+    from visualsearch.models import ImageEmbedding
+
+    photo = catalog[1].images.first()
+    ImageEmbedding.objects.filter(sha256=photo.sha256).delete()
+    photo.image.storage.delete(photo.image.name)
+    assert_json_error(api.post(URL, {"image_id": photo.pk}, format="json"), 409, "image_unavailable")
 
 
 def assert_json_error(response, status: int, code: str | None = None) -> dict:

@@ -164,3 +164,21 @@ class IndexContract:
     def test_wrong_dimension_is_rejected(self, index):
         with pytest.raises(ValueError):
             index.upsert([IndexEntry(1, 1, np.ones(DIM + 1, dtype=np.float32))])
+
+    # --- versions: writes may arrive out of order (two workers, a rebuild racing live saves); the newest wins ---
+
+    def test_an_older_upsert_after_a_newer_one_is_ignored(self, index):
+        vector = random_unit_vectors(1, DIM, seed=23)[0]
+        index.upsert([IndexEntry(1, 1, vector, "new", True)], version=2_000)
+        index.upsert([IndexEntry(1, 1, vector, "old", True)], version=1_000)
+        index.refresh()
+        assert index.search(vector, limit=1, filters=SearchFilters(category="new"))[0].image_id == 1
+        assert index.search(vector, limit=1, filters=SearchFilters(category="old")) == []
+
+    def test_an_older_upsert_after_a_newer_delete_is_ignored(self, index):
+        vector = random_unit_vectors(1, DIM, seed=24)[0]
+        index.upsert([IndexEntry(1, 1, vector)], version=1_000)
+        index.delete([1], version=3_000)
+        index.upsert([IndexEntry(1, 1, vector)], version=2_000)
+        index.refresh()
+        assert index.count() == 0 and index.image_ids() == set()

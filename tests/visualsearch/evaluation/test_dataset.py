@@ -66,3 +66,15 @@ def test_missing_folder_or_csv(tmp_path):
         load_dataset(tmp_path / "nope")
     with pytest.raises(DatasetError, match="has no groups.csv"):
         load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("escape", ["../outside.jpg", "images/../../outside.jpg", "{abs}", "images/link.jpg"])
+def test_paths_outside_the_dataset_folder_are_refused(make_dataset, tmp_path, escape):
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(PHOTO)
+    root = make_dataset([("a.jpg", "a", "gallery", PHOTO), ("q.jpg", "a", "query", PHOTO)])
+    (root / "images" / "link.jpg").symlink_to(outside)  # a symlink is an escape too, however it got there
+    with (root / "groups.csv").open("a") as csv:
+        csv.write(f"{escape.format(abs=outside)},a,query\n")
+    with pytest.raises(DatasetError, match=r"line 4: .* is outside the dataset folder"):
+        load_dataset(root)

@@ -284,6 +284,27 @@ def test_loader_rejects_out_of_bounds_and_truncated_storages(tmp_path: Path, fak
         load_legacy_state_dict(wrong_count)
 
 
+def test_loader_refuses_tensors_larger_than_the_file(tmp_path: Path, fake_torch: None) -> None:
+    """A 0-stride view repeats one float 10**12 times: in bounds of its storage, but 4 TB once copied."""
+    storage = _Storage("0", np.zeros(1, dtype=np.float32))
+    path = tmp_path / "broadcast.pth"
+    write_legacy(path, {"w": _Tensor(storage, 0, (10**6, 10**6), (0, 0))}, [storage])
+    with pytest.raises(pickle.UnpicklingError, match="more bytes than the file"):
+        load_legacy_state_dict(path)
+
+
+def test_loader_refuses_many_tensors_adding_up_past_the_file(tmp_path: Path, fake_torch: None) -> None:
+    """Each view fits in the file, together they would not: the budget is for the whole file."""
+    storage = _Storage("0", np.zeros(1, dtype=np.float32))
+    path = tmp_path / "many.pth"
+    write_legacy(path, {"w": _Tensor(storage, 0, (1,), (1,))}, [storage])
+    side = path.stat().st_size // 4  # one view of about the file's size; a few hundred of them add up
+    write_legacy(path, {f"w{n}": _Tensor(storage, 0, (side,), (0,)) for n in range(200)}, [storage])
+    assert side * 4 <= path.stat().st_size < 200 * side * 4
+    with pytest.raises(pickle.UnpicklingError, match="more bytes than the file"):
+        load_legacy_state_dict(path)
+
+
 def test_loader_reads_the_packaged_weights() -> None:
     state = load_legacy_state_dict(_packaged_weights())
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)

@@ -85,3 +85,22 @@ def test_a_file_that_crashes_its_decoder_fails_alone(unindexed, monkeypatch):
     assert "4 photos indexed, 4 embedded, 1 failed" in reindex()
     poison.refresh_from_db()
     assert poison.index_status == IndexStatus.FAILED and "decoder bug" in poison.index_error
+
+
+def test_reindex_products_resends_changes_made_without_signals(unindexed, monkeypatch):
+    """`QuerySet.update()` sends no signals; `reindex --products` re-sends product fields without the model."""
+    from catalog.models import Product
+    from visualsearch.backends.base import SearchFilters
+    from visualsearch.registry import get_extractor
+    from visualsearch.services.embedding import stored_vectors
+
+    reindex()
+    Product.objects.update(category="hats", is_active=False)
+    monkeypatch.setattr(get_extractor(), "embed", lambda images: pytest.fail("the model ran"))
+    assert "5 photos re-sent" in reindex("--products")
+    index = get_index()
+    index.refresh()
+    vector = stored_vectors([unindexed[0].sha256], index.extractor_id)[unindexed[0].sha256]
+    hits = index.search(vector, limit=1, filters=SearchFilters(active_only=False, category="hats"))
+    assert hits[0].image_id == unindexed[0].pk
+    assert index.search(vector, limit=1) == []

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import pytest
+from django.core.files.base import ContentFile
 from PIL import Image
 
+from catalog.models import ProductImage
 from tests.conftest import another_view, encode, scene, scene_jpeg
 from visualsearch.imaging import ImageRejected
-from visualsearch.services import search_by_image
-from visualsearch.services.search import UnknownImage
+from visualsearch.models import ImageEmbedding
+from visualsearch.registry import get_index
+from visualsearch.services import search as search_module
+from visualsearch.services import search_by_image, sync_images
+from visualsearch.services.search import ImageUnavailable, UnknownImage, decode_query, more_like_this
 
 pytestmark = pytest.mark.django_db
 
@@ -51,8 +56,48 @@ def test_more_like_this_reuses_the_stored_vector(catalog, django_assert_max_num_
     search_by_image(image_id=photo.pk)  # warm the in-process index
     with django_assert_max_num_queries(5):  # photo, its vector, generation check, images, products
         result = search_by_image(image_id=photo.pk, threshold=-1)
-    assert relation_ids(result)[0] == "sku-4" and result.matches[0].score == pytest.approx(1.0, abs=1e-5)
-    assert "embed" not in result.timings_ms
+    assert result.matches and "embed" not in result.timings_ms and "decode" not in result.timings_ms
+
+
+def test_more_like_this_never_returns_the_query_photo(catalog):
+    photo = catalog[4].images.first()
+    twin = ProductImage(product=catalog[2])  # the same picture on another product is a real answer
+    with photo.image.open("rb") as original:
+        twin.image.save("twin.jpg", ContentFile(original.read()))
+    sync_images([twin.pk])
+    get_index().refresh()
+    result = search_by_image(image_id=photo.pk, threshold=-1)
+    assert photo.pk not in [match.image.pk for match in result.matches]
+    assert result.matches[0].image.pk == twin.pk and result.matches[0].score == pytest.approx(1.0, abs=1e-5)
+    assert "sku-4" in relation_ids(result)  # the product itself still matches through its other photo
+
+
+def test_shoppers_cannot_ask_about_photos_of_inactive_products(catalog):
+    hidden = catalog[5].images.first()
+    assert search_by_image(image_id=hidden.pk, threshold=-1).matches  # staff (admin "find similar") may
+    with pytest.raises(UnknownImage):
+        more_like_this(image_id=hidden.pk)
+
+
+def test_more_like_this_from_a_product_page_leaves_out_that_product(catalog):
+    photo = catalog[4].images.first()
+    assert "sku-4" in relation_ids(more_like_this(image_id=photo.pk, threshold=-1))
+    assert "sku-4" not in relation_ids(more_like_this(image_id=photo.pk, threshold=-1, exclude_product=True))
+
+
+def test_a_photo_with_no_vector_and_no_file_is_unavailable_not_a_crash(catalog):
+    photo = catalog[1].images.first()
+    ImageEmbedding.objects.filter(sha256=photo.sha256).delete()
+    photo.image.storage.delete(photo.image.name)
+    with pytest.raises(ImageUnavailable):
+        more_like_this(image_id=photo.pk)
+
+
+def test_decoded_pixels_are_searched_without_decoding_again(catalog, monkeypatch):
+    pixels = decode_query(encode(another_view(scene(3))))
+    monkeypatch.setattr(search_module, "decode_image", None)  # any decode would fail
+    result = search_by_image(image=pixels, threshold=-1)
+    assert relation_ids(result)[0] == "sku-3" and "decode" not in result.timings_ms
 
 
 def test_unknown_image_id(catalog):

@@ -3,8 +3,11 @@
 Searches read `read_alias`; writers send every change to *all* indexes behind `write_alias`. A rebuild adds its new
 index to the write alias before it reads the database, so a change committed during the build reaches both the
 live index and the new one; versions (see backend) keep a stale bulk-loaded copy from overwriting it. Then the
-read alias moves in one atomic `_aliases` call. The replaced index stays behind the write alias, kept current, so
-`rollback` can swap back to it; older ones are deleted.
+read alias moves in one atomic `_aliases` call. The index that was live until then stays behind the write alias,
+kept current, so `rollback` can swap back to it; every other index built before the new one is deleted (after a
+rollback that includes the rejected build, so the next rollback target is always the index that was live).
+
+Rebuilds and rollbacks hold a lock (see lock.py): two at once would delete each other's indexes.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 
 from ..base import IndexUnavailable
 from . import naming
+from .lock import RebuildInProgress, RebuildLock  # noqa: F401  (RebuildInProgress: part of the API)
 
 VERIFY_ATTEMPTS = 5
 
@@ -24,13 +28,17 @@ class RebuildAborted(IndexUnavailable):
 
 
 class AliasManager:
-    def __init__(self, client: Elasticsearch, prefix: str, extractor_id: str, create_index: Callable[[str], None]):
+    def __init__(
+        self, client: Elasticsearch, prefix: str, extractor_id: str, create_index: Callable[[str], None],
+        *, replicas: int = 0,
+    ):
         self.client = client
         self.read_alias = naming.read_alias(prefix, extractor_id)
         self.write_alias = naming.write_alias(prefix, extractor_id)
         self.first_index = self.read_alias + "__00000000t000000000000"  # same name in every process: no races
         self.new_name = lambda: naming.new_concrete_name(prefix, extractor_id)
         self.create_index = create_index
+        self.lock = RebuildLock(client, naming.lock_index(prefix, extractor_id), replicas=replicas)
 
     def write_targets(self) -> list[str]:
         targets = self._indexes_behind(self.write_alias)
@@ -45,26 +53,31 @@ class AliasManager:
                 raise
         return self.first_index
 
-    def rebuild(self, load: Callable[[str], int], expected_count) -> int:
-        new = self.new_name()
-        self.create_index(new)
-        self._set_aliases([self._add(new, self.write_alias)])  # from now on live writes reach it too
-        try:
-            loaded = load(new)
-            self._verify(new, expected_count)
-        except Exception:
-            self.client.indices.delete(index=new, ignore_unavailable=True)
-            raise
-        self._swap_to(new)
-        self._drop_all_but(keep=[new, *self._previous(new)])
+    def rebuild(self, load: Callable[[str, Callable[[], None]], int], expected_count) -> int:
+        """``load(index, heartbeat)`` fills the new index and calls ``heartbeat()`` as it goes (it renews the lock)."""
+        with self.lock.held():
+            live = self._indexes_behind(self.read_alias)
+            new = self.new_name()
+            self.create_index(new)
+            self._set_aliases([self._add(new, self.write_alias)])  # from now on live writes reach it too
+            try:
+                loaded = load(new, self.lock.renew)
+                self._verify(new, expected_count)
+                self.lock.renew(force=True)  # still ours: nobody took over an expired lock while we loaded
+            except Exception:
+                self.client.indices.delete(index=new, ignore_unavailable=True)
+                raise
+            self._swap_to(new)
+            self._drop_replaced(new, keep=live)
         return loaded
 
     def rollback(self) -> None:
-        live = self._indexes_behind(self.read_alias)
-        previous = self._previous(live[0]) if live else []
-        if not previous:
-            raise IndexUnavailable("no previous index to roll back to")
-        self._swap_to(previous[0])
+        with self.lock.held():
+            live = self._indexes_behind(self.read_alias)
+            previous = self._previous(live[0]) if live else []
+            if not previous:
+                raise IndexUnavailable("no previous index to roll back to")
+            self._swap_to(previous[0])
 
     def _verify(self, index: str, expected_count) -> None:
         """The new index must hold exactly what the database holds (re-read: writes may land during the build)."""
@@ -82,13 +95,16 @@ class AliasManager:
         self._set_aliases([*actions, self._add(index, self.read_alias)])
 
     def _previous(self, index: str) -> list[str]:
-        """The newest index built before ``index`` (names sort by build time)."""
+        """The newest index built before ``index`` (names sort by build time). After a rebuild only the index that
+        was live before it is left older than it, so this is the index the rebuild replaced."""
         older = sorted(name for name in self._indexes_behind(self.write_alias) if name < index)
         return older[-1:]
 
-    def _drop_all_but(self, keep: list[str]) -> None:
+    def _drop_replaced(self, new: str, keep: list[str]) -> None:
+        """Delete the indexes built before ``new`` but ``keep`` (the one that was live). Newer indexes are left alone:
+        only another run can have built them (one that took over our lock after it expired)."""
         for name in self._indexes_behind(self.write_alias):
-            if name not in keep:
+            if name < new and name not in keep:
                 self.client.indices.delete(index=name, ignore_unavailable=True)
 
     def _indexes_behind(self, alias: str) -> list[str]:

@@ -8,11 +8,16 @@ same kNN (fixed k and num_candidates) and only `from`/`size` change.
 Writes carry an external version (the microsecond before the data was read from the database, on the writer's
 clock: keep hosts in NTP sync), so when a rebuild and live writes race on the same photo, the newest data wins
 whatever order they reach Elasticsearch in.
+
+Writes name concrete indexes (an alias over several indexes takes no writes), so a write may target an index a
+rebuild has just dropped. An index template forbids the cluster to auto-create any of our names: such a write fails
+for that index alone instead of re-creating it with a dynamic mapping (no dense_vector) that breaks kNN.
 """
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
@@ -20,9 +25,16 @@ from elasticsearch.helpers import scan
 from elasticsearch.serializer import OrjsonSerializer
 
 from ..base import IndexEntry, IndexUnavailable, SearchFilters, SearchHit, VectorIndex
-from . import naming  # noqa: F401  (names documented there)
+from . import naming
 from .aliases import AliasManager
 from .documents import mapping
+
+logger = logging.getLogger(__name__)
+
+
+# Elasticsearch refuses a template that overlaps another at the same priority (a catch-all `*` template is usually
+# 0); the guard outranks others for our names, harmlessly: it carries no settings and our indexes bring their own.
+GUARD_PRIORITY = 900
 
 
 class ElasticsearchIndex(VectorIndex):
@@ -66,7 +78,9 @@ class ElasticsearchIndex(VectorIndex):
         self.mapping = mapping(
             dim=dim, index_options={"type": quantization, "m": hnsw_m, "ef_construction": hnsw_ef_construction}
         )
-        self.aliases = AliasManager(self.client, alias, extractor_id, self._create_index)
+        self.guard_template = naming.guard_template(alias, extractor_id)
+        self.own_names = naming.own_names(alias, extractor_id)
+        self.aliases = AliasManager(self.client, alias, extractor_id, self._create_index, replicas=replicas)
 
     # --- writes ------------------------------------------------------------------------------------------------
 
@@ -81,7 +95,11 @@ class ElasticsearchIndex(VectorIndex):
         with _unavailable_on_errors():
             self._bulk(self.aliases.write_targets(), [("delete", int(i), None) for i in image_ids], version)
 
-    def _bulk(self, targets: Sequence[str], actions: list[tuple], version: int | None = None, client=None) -> None:
+    def _bulk(
+        self, targets: Sequence[str], actions: list[tuple], version: int | None = None, client=None, *,
+        missing_ok: bool = True,
+    ) -> None:
+        """``missing_ok``: a target dropped meanwhile needs no write (live writes); a rebuild's target must exist."""
         client = client or self.client
         version = version or _now_us()
         for start in range(0, len(actions), self.bulk_chunk):
@@ -93,12 +111,24 @@ class ElasticsearchIndex(VectorIndex):
                     if doc is not None:
                         operations.append(doc)
             if operations:
-                _raise_for_bulk_errors(client.bulk(operations=operations))
+                _raise_for_bulk_errors(client.bulk(operations=operations), missing_ok=missing_ok)
 
     def _create_index(self, name: str) -> None:
+        self._forbid_auto_create()
         # gc_deletes: delete tombstones must outlive a rebuild's stale writes so versions can reject them.
         settings = {**self.settings, "gc_deletes": "30m"}
         self.client.indices.create(index=name, settings=settings, mappings=self.mapping)
+
+    def _forbid_auto_create(self) -> None:
+        """Install (idempotently) the template that stops writes from re-creating a dropped index."""
+        try:
+            self.client.indices.put_index_template(
+                name=self.guard_template, index_patterns=[self.own_names], allow_auto_create=False,
+                priority=GUARD_PRIORITY, meta={"description": "visualsearch: never auto-create these indexes"},
+            )
+        except ApiError as exc:  # e.g. no manage_index_templates privilege: the rebuild lock still protects
+            logger.warning("cannot install index template %s (%s): a late write to a dropped index "
+                           "would re-create it with a wrong mapping", self.guard_template, exc)
 
     # --- reads -------------------------------------------------------------------------------------------------
 
@@ -152,9 +182,9 @@ class ElasticsearchIndex(VectorIndex):
 
     def rebuild(self, entries: Iterable[IndexEntry], *, expected_count=None) -> int:
         with _unavailable_on_errors():
-            return self.aliases.rebuild(lambda target: self._load(target, entries), expected_count)
+            return self.aliases.rebuild(lambda index, heartbeat: self._load(index, entries, heartbeat), expected_count)
 
-    def _load(self, target: str, entries: Iterable[IndexEntry]) -> int:
+    def _load(self, target: str, entries: Iterable[IndexEntry], heartbeat: Callable[[], None]) -> int:
         # Versioned as of *before* the first database read: any live write of the same photo during the build
         # carries a later version and wins, whichever reaches Elasticsearch first.
         version, loaded, batch = _now_us(), 0, []
@@ -163,13 +193,14 @@ class ElasticsearchIndex(VectorIndex):
             if len(batch) >= self.bulk_chunk:
                 loaded += self._load_batch(target, batch, version)
                 batch = []
+                heartbeat()
         return loaded + (self._load_batch(target, batch, version) if batch else 0)
 
     def _load_batch(self, target: str, batch: list[IndexEntry], version: int) -> int:
         for entry in batch:
             if np.shape(entry.vector) != (self.dim,):
                 raise ValueError(f"vector has shape {np.shape(entry.vector)}, index expects ({self.dim},)")
-        self._bulk([target], [_index_action(e) for e in batch], version, client=self.bulk_client)
+        self._bulk([target], [_index_action(e) for e in batch], version, client=self.bulk_client, missing_ok=False)
         return len(_unique_ids(batch))
 
     def rollback(self) -> None:
@@ -219,13 +250,16 @@ def _hit(hit: dict) -> SearchHit:
     return SearchHit(int(hit["_source"]["product_id"]), int(hit["_id"]), 2.0 * float(hit["_score"]) - 1.0)
 
 
-def _raise_for_bulk_errors(response) -> None:
+def _raise_for_bulk_errors(response, *, missing_ok: bool = True) -> None:
     if not response.get("errors"):
         return
     for item in response["items"]:
         result = next(iter(item.values()))
         status = result.get("status", 200)
-        # 409: a newer version is already there (the race versions exist to settle); 404: deleting the absent.
+        if status == 404 and (result.get("error") or {}).get("type") == "index_not_found_exception" and not missing_ok:
+            raise IndexUnavailable(f"index {result.get('_index')} was deleted while being written")
+        # 409: a newer version is already there (the race versions exist to settle); 404: deleting the absent, or
+        # an index dropped since the targets were listed (the template keeps it from being re-created).
         if status >= 300 and status not in (404, 409):
             raise IndexUnavailable(f"bulk write failed: {result.get('error')}")
 
@@ -235,7 +269,12 @@ def _now_us() -> int:
 
 
 class _unavailable_on_errors:
-    """Connection problems, timeouts and server errors become IndexUnavailable (→ 503 / photos left pending)."""
+    """Connection problems, timeouts, server errors and refusals become IndexUnavailable (→ 503 / photos left pending).
+
+    404 passes through: callers know what a missing index means (nothing indexed yet). 429 (overloaded) is transient;
+    any other 4xx means the index or the query is wrong (say a kNN on an index without dense_vector) and will not
+    heal by itself, so it is also logged as an error.
+    """
 
     def __enter__(self):
         return self
@@ -243,6 +282,22 @@ class _unavailable_on_errors:
     def __exit__(self, exc_type, exc, tb):
         if exc is None or isinstance(exc, NotFoundError):
             return False
-        if isinstance(exc, TransportError) or (isinstance(exc, ApiError) and exc.meta.status >= 500):
+        if isinstance(exc, ApiError):
+            raise _refusal(exc) from exc
+        if isinstance(exc, TransportError):
             raise IndexUnavailable(str(exc)) from exc
         return False
+
+
+def _refusal(exc: ApiError) -> IndexUnavailable:
+    status = exc.meta.status
+    if status == 429:
+        return IndexUnavailable(f"Elasticsearch is overloaded (429), try again later: {exc}")
+    if status >= 500:
+        return IndexUnavailable(str(exc))
+    logger.error("Elasticsearch refused a request (%s): %s", status, exc)
+    return IndexRejected(f"Elasticsearch refused the request ({status}): {exc}")
+
+
+class IndexRejected(IndexUnavailable):
+    """Elasticsearch answered 4xx: the index is mis-mapped or the request invalid; a rebuild may be needed."""

@@ -1,13 +1,16 @@
 """`manage.py reindex`: embed what lacks a vector and rebuild the index from the stored vectors."""
 from __future__ import annotations
 
+import time
+
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from catalog.models import IndexStatus, ProductImage
 from visualsearch import services
+from visualsearch.backends.base import IndexUnavailable
 from visualsearch.registry import get_extractor, get_index
-from visualsearch.services.indexing import images_without_vectors
+from visualsearch.services.indexing import count_entries, images_without_vectors, resync_products
 
 
 class Command(BaseCommand):
@@ -23,10 +26,29 @@ class Command(BaseCommand):
             "so a later switch of VISUALSEARCH_EXTRACTOR needs no model work.",
         )
         parser.add_argument("--rollback", action="store_true", help="Swap back to the index the last rebuild replaced.")
+        parser.add_argument(
+            "--products",
+            action="store_true",
+            help="Re-send every photo's product fields (category, active) from the stored vectors, without the model: "
+            "after Product.objects.update() / bulk_update(), which send no signals.",
+        )
 
-    def handle(self, *args, missing: bool, batch_size: int, extractor: str, rollback: bool, verbosity: int, **kw):
+    def handle(self, *args, missing: bool, batch_size: int, extractor: str, rollback: bool, products: bool,
+               verbosity: int, **kw):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
+        if products and (missing or rollback or extractor != "default"):
+            raise CommandError("--products re-sends product fields only: use it without the other options")
+        if products:
+            self._resend_products(verbosity)
+            return
+        try:
+            self._run(missing=missing, batch_size=batch_size, extractor=extractor, rollback=rollback,
+                      verbosity=verbosity)
+        except IndexUnavailable as exc:  # unreachable, or another rebuild holds the lock: say so, no traceback
+            raise CommandError(str(exc)) from exc
+
+    def _run(self, *, missing: bool, batch_size: int, extractor: str, rollback: bool, verbosity: int) -> None:
         if rollback:
             try:
                 get_index().rollback()
@@ -60,9 +82,17 @@ class Command(BaseCommand):
             report = services.index_pending(batch_size=batch_size, progress=bar.update)
         self._summary(f"{report.indexed} pending photos indexed, {report.failed} still failed or pending", report)
 
-    def _embed_only(self, extractor, batch_size: int, verbosity: int) -> None:
-        import time
+    def _resend_products(self, verbosity: int) -> None:
+        started = time.monotonic()
+        with self._bar(count_entries(get_extractor().id), verbosity, "re-sending") as bar:
+            try:
+                sent = resync_products(progress=bar.update)
+            except IndexUnavailable as exc:
+                raise CommandError(str(exc)) from exc
+        self.stdout.write(f"reindex: {sent} photos re-sent with their product's fields (no model work), "
+                          f"{time.monotonic() - started:.1f} s")
 
+    def _embed_only(self, extractor, batch_size: int, verbosity: int) -> None:
         started = time.monotonic()
         with self._bar(images_without_vectors(extractor.id).count(), verbosity, "embedding") as bar:
             embedded, failed = services.embed_missing(extractor=extractor, batch_size=batch_size, progress=bar.update)

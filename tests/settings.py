@@ -1,0 +1,10 @@
+"""Test settings: the project's own, with a throw-away secret so `pytest` runs on a fresh clone without a `.env`.
+
+Only the secret is defaulted; everything else (DATABASE_URL, ELASTICSEARCH_URL, ...) comes from the environment,
+which is how CI switches configurations. pytest-django runs tests with DEBUG off whatever the environment says.
+"""
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-insecure-key")
+
+from project.settings import *  # noqa: E402,F401,F403
