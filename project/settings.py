@@ -228,6 +228,19 @@ VISUALSEARCH = {
     # each about C / W intra-op threads; inter-op threads matter little for one CNN. 0 = TensorFlow's choice.
     "TF_INTRA_THREADS": env.int("VISUALSEARCH_TF_INTRA_THREADS", default=_usable_cpus()),
     "TF_INTER_THREADS": env.int("VISUALSEARCH_TF_INTER_THREADS", default=2),
+    # The local-feature stage (visualsearch.recognition): RootSIFT, visual words, geometric verification.
+    "RECOGNITION": {
+        "ENABLED": env.bool("VISUALSEARCH_RECOGNITION", default=True),
+        "MAX_FEATURES": env.int("VISUALSEARCH_RECOGNITION_FEATURES", default=1000),  # per photo and per query
+        "CATALOG_LONG_SIDE": 1024,  # catalog photos are analysed at this size (once, when indexed)
+        "QUERY_LONG_SIDE": 800,  # queries at this one (per search: the cost shoppers wait for)
+        "WORDS": env.int("VISUALSEARCH_VOCABULARY_WORDS", default=65_536),  # upper bound; small catalogs get fewer
+        "TRAINING_PHOTOS": 4000,  # photos sampled from the catalog to train a vocabulary
+        "TRAINING_DESCRIPTORS": 1_000_000,
+        "GLOBAL_CANDIDATES": env.int("VISUALSEARCH_GLOBAL_CANDIDATES", default=30),  # products from the CNN kNN
+        "WORD_CANDIDATES": env.int("VISUALSEARCH_WORD_CANDIDATES", default=30),  # photos from the visual words
+        "QUERY_WORDS": 600,  # distinct words per word query (Elasticsearch's boolean clause limit is >= 1024)
+    },
 }
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")

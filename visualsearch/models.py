@@ -49,3 +49,45 @@ class IndexGeneration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.extractor_id}: {self.generation}"
+
+
+class VisualVocabulary(models.Model):
+    """A trained visual vocabulary (``recognition.vocabulary``), kept as a file in the default storage because it
+    is tens of MB (more than a database packet allows). The active one quantises every photo and every query;
+    ``vocabulary_id`` (a hash of its content) is part of every stored feature id, so a new vocabulary can never mix
+    with words of an old one: switching means `reindex`."""
+
+    vocabulary_id = models.CharField(max_length=64, unique=True)
+    file = models.FileField(upload_to="visualsearch/vocabularies/", max_length=300)
+    words = models.PositiveIntegerField()
+    photos = models.PositiveIntegerField(help_text="Catalog photos it was trained on.")
+    descriptors = models.PositiveIntegerField(help_text="Training descriptors.")
+    is_active = models.BooleanField(default=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.vocabulary_id}{' (active)' if self.is_active else ''}"
+
+
+class LocalFeatureSet(models.Model):
+    """One photo's recognition data per (file content, feature id): keypoint geometry, visual words and
+    Hamming-embedding signatures in ``recognition.packing`` format (~19 bytes per keypoint, no descriptors).
+    Like ImageEmbedding, the source of truth every index rebuild reads, without decoding images again."""
+
+    sha256 = models.CharField(max_length=64)
+    feature_id = models.CharField(max_length=100)  # extraction settings + vocabulary id
+    keypoints = models.PositiveIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sha256", "feature_id"], name="unique_local_features_per_id"),
+            models.CheckConstraint(condition=~models.Q(sha256=""), name="local_features_sha256_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} @ {self.feature_id} ({self.keypoints} keypoints)"

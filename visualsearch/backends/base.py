@@ -17,6 +17,9 @@ class IndexEntry:
     vector: np.ndarray = field(repr=False)
     category: str = ""
     is_active: bool = True
+    # Visual-word ids of the photo's local features (repeats = term frequency), for the candidate stage of
+    # recognition; None when the photo has none (recognition off, no vocabulary yet, textureless photo).
+    words: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ class VectorIndex(ABC):
         filters: SearchFilters = SearchFilters(),
     ) -> list[SearchHit]:
         """Products ranked by their best photo's similarity, one hit per product, best first."""
+
+    def search_words(self, words: np.ndarray, *, limit: int, filters: SearchFilters = SearchFilters()) -> list[SearchHit]:
+        """Photos ranked by BM25 over shared visual words (k1 = 1.2, b = 0.75; query words counted once), best
+        first, ``limit`` photos (not grouped by product: recognition verifies photos). ``score`` is the BM25 score."""
+        raise NotImplementedError(f"{type(self).__name__} has no visual-word index")
 
     @abstractmethod
     def count(self) -> int:

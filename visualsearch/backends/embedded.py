@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..recognition.inverted_file import InvertedFile
 from .base import IndexEntry, SearchFilters, SearchHit, VectorIndex
 
 GROWTH = 1.25  # capacity after a regrow, relative to the live rows: memory headroom vs. how often the matrix is copied
@@ -40,11 +41,12 @@ class _Snapshot:
     active: np.ndarray  # bool (n,)
     categories: np.ndarray  # object (n,)
     matrix: np.ndarray  # float32 (n, dim), unit rows
+    words: np.ndarray  # object (n,): int64 visual-word ids per row, or None
     live: np.ndarray  # bool (n,): False for rows replaced or deleted since they were written
     count: int
 
 
-_COLUMNS = ("image_ids", "product_ids", "active", "categories", "matrix")
+_COLUMNS = ("image_ids", "product_ids", "active", "categories", "matrix", "words")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class _Block:
     active: np.ndarray
     categories: np.ndarray
     matrix: np.ndarray
+    words: np.ndarray
 
     @classmethod
     def of(cls, entries: Sequence[IndexEntry], dim: int) -> _Block:
@@ -66,12 +69,15 @@ class _Block:
                 raise ValueError(f"vector has shape {np.shape(entry.vector)}, index expects ({dim},)")
         categories = np.empty(len(entries), dtype=object)
         categories[:] = [e.category for e in entries]
+        words = np.empty(len(entries), dtype=object)
+        words[:] = [None if e.words is None else np.asarray(e.words, dtype=np.int64) for e in entries]
         return cls(
             image_ids=np.array([e.image_id for e in entries], dtype=np.int64),
             product_ids=np.array([e.product_id for e in entries], dtype=np.int64),
             active=np.array([e.is_active for e in entries], dtype=bool),
             categories=categories,
             matrix=np.array([e.vector for e in entries], dtype=np.float32).reshape(len(entries), dim),
+            words=words,
         )
 
     def __len__(self) -> int:
@@ -92,6 +98,7 @@ class _Rows:
         self.product_ids = np.empty(capacity, dtype=np.int64)
         self.active = np.empty(capacity, dtype=bool)
         self.categories = np.empty(capacity, dtype=object)
+        self.words = np.empty(capacity, dtype=object)
         self.size = 0
         self.live = np.zeros(0, dtype=bool)
         self.row_of: dict[int, int] = {}
@@ -175,6 +182,7 @@ class EmbeddedIndex(VectorIndex):
         self._versions = _Versions()
         self._snapshot = self._rows.snapshot()
         self._write_lock = threading.Lock()
+        self._word_index: tuple[_Snapshot, np.ndarray, InvertedFile] | None = None
         self.loaded_generation: int | None = None  # set by services after a load from the database
 
     def upsert(self, entries: Sequence[IndexEntry], *, version: int | None = None) -> None:
@@ -211,6 +219,35 @@ class EmbeddedIndex(VectorIndex):
             window = min(len(candidates), window * 4)  # too many photos of the same products: look further
         page = products[offset:wanted]
         return [SearchHit(int(snap.product_ids[r]), int(snap.image_ids[r]), float(scores[r])) for r in page]
+
+    def search_words(self, words, *, limit, filters=SearchFilters()) -> list[SearchHit]:
+        snap = self._snapshot
+        rows, inverted = self._inverted_file(snap)
+        scores = inverted.scores(np.asarray(words, dtype=np.int64), max_terms=len(words) or 1)
+        eligible = _filter_mask(snap, filters)[rows] & (scores > 0)
+        candidates = np.flatnonzero(eligible)
+        if len(candidates) > limit:
+            cutoff = -np.partition(-scores[candidates], limit - 1)[limit - 1]
+            candidates = candidates[scores[candidates] >= cutoff]
+        ranked = candidates[np.lexsort((snap.image_ids[rows[candidates]], -scores[candidates]))][:limit]
+        return [SearchHit(int(snap.product_ids[rows[i]]), int(snap.image_ids[rows[i]]), float(scores[i]))
+                for i in ranked]
+
+    def _inverted_file(self, snap: _Snapshot) -> tuple[np.ndarray, InvertedFile]:
+        """The inverted file of a snapshot's live rows, built on the first word search after a write.
+
+        Built whole rather than updated in place: BM25's statistics (document frequencies, average length) change
+        with every write anyway. ~0.1 s per 10,000 photos; a catalog with constant writes and many word searches
+        is better served by Elasticsearch, which maintains its postings incrementally."""
+        cached = self._word_index
+        if cached is not None and cached[0] is snap:
+            return cached[1], cached[2]
+        rows = np.flatnonzero(snap.live & np.array([w is not None for w in snap.words], dtype=bool))
+        word_lists = [snap.words[r] for r in rows]
+        size = 1 + max((int(w.max()) for w in word_lists if len(w)), default=0)
+        inverted = InvertedFile.build(word_lists, size)
+        self._word_index = (snap, rows, inverted)
+        return rows, inverted
 
     def count(self) -> int:
         return self._snapshot.count

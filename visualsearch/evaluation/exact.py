@@ -10,8 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from django.conf import settings
 
-from catalog.models import ProductImage
-
 from ..backends.base import IndexEntry, SearchFilters, VectorIndex
 from ..backends.embedded import EmbeddedIndex
 from ..extractors.base import FeatureExtractor
@@ -21,17 +19,32 @@ from .metrics import ns_score
 
 
 def ns_score_of(
-    queries: Sequence[Row], gallery: Sequence[Row], photos: Mapping[str, ProductImage], entries: Sequence[IndexEntry]
+    gallery: Sequence[tuple[int, str]],
+    query_ids: Sequence[int],
+    entries: Sequence[IndexEntry],
+    *,
+    first: Sequence[Mapping[int, float]] | None = None,
 ) -> float | None:
-    """N-S over the indexed photos; queries whose own photo could not be embedded are left out."""
+    """N-S over the indexed photos of ``gallery`` ((image id, group) pairs) for the queries' own photos; a query
+    whose photo could not be embedded is left out.
+
+    Without ``first``, photos rank by exact cosine similarity of the stored vectors. With it (one mapping per
+    query: image id → score, recognition's verified candidate photos), those photos rank first by that score and
+    every other photo after them by cosine similarity.
+    """
     vectors = {entry.image_id: entry.vector for entry in entries}
-    ranked = [row for row in gallery if photos[row.relpath].pk in vectors]
-    position = {row.relpath: i for i, row in enumerate(ranked)}
-    query_rows = [position[row.relpath] for row in queries if row.relpath in position]
-    if not query_rows:
+    ranked = [(image_id, group) for image_id, group in gallery if image_id in vectors]
+    position = {image_id: i for i, (image_id, _) in enumerate(ranked)}
+    chosen = [n for n, image_id in enumerate(query_ids) if image_id in position]
+    if not chosen:
         return None
-    matrix = np.stack([vectors[photos[row.relpath].pk] for row in ranked])
-    return ns_score(matrix, [row.group for row in ranked], query_rows)
+    matrix = np.stack([vectors[image_id] for image_id, _ in ranked])
+    groups = [group for _, group in ranked]
+    query_rows = [position[query_ids[n]] for n in chosen]
+    if first is None:
+        return ns_score(matrix, groups, query_rows)
+    preferred = [{position[i]: s for i, s in first[n].items() if i in position} for n in chosen]
+    return ns_score(matrix, groups, query_rows, first=preferred)
 
 
 def ann_recall(

@@ -4,7 +4,7 @@ Conventions: a *rank* is 1-based, 0 means "not in the result list". Scores are c
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,9 +44,20 @@ def mean_average_precision(rankings: Sequence[Sequence[bool]], n_relevant: int =
     return float(np.mean([average_precision(r, n_relevant) for r in rankings]))
 
 
-def ns_score(vectors: np.ndarray, groups: Sequence[str], query_rows: Sequence[int], top: int = NS_TOP) -> float:
+def ns_score(
+    vectors: np.ndarray,
+    groups: Sequence[str],
+    query_rows: Sequence[int],
+    top: int = NS_TOP,
+    *,
+    first: Sequence[Mapping[int, float]] | None = None,
+) -> float:
     """UKBench N-S score: mean number of same-group photos among each query's ``top`` nearest photos, by exact
-    cosine similarity over ``vectors`` (unit rows). The query counts as its own first hit, as in the benchmark."""
+    cosine similarity over ``vectors`` (unit rows). The query counts as its own first hit, as in the benchmark.
+
+    ``first`` (one per query: row → score) re-ranks: those rows come right after the query, by that score
+    (highest first), and every other row after them by cosine similarity.
+    """
     vectors = np.asarray(vectors, dtype=np.float32)
     groups = np.asarray(groups)
     query_rows = np.asarray(query_rows, dtype=np.int64)
@@ -56,10 +67,23 @@ def ns_score(vectors: np.ndarray, groups: Sequence[str], query_rows: Sequence[in
     for start in range(0, len(query_rows), _NS_CHUNK):
         chunk = query_rows[start : start + _NS_CHUNK]
         scores = vectors[chunk] @ vectors.T
+        if first is not None:
+            scores = scores.astype(np.float64)  # fused scores can differ by less than float32 resolves
+            for n, preferred in enumerate(first[start : start + _NS_CHUNK]):
+                rows = np.fromiter(preferred.keys(), dtype=np.int64, count=len(preferred))
+                values = np.fromiter(preferred.values(), dtype=np.float64, count=len(preferred))
+                scores[n, rows] = _above(scores[n], values)
         scores[np.arange(len(chunk)), chunk] = np.inf  # itself first, even against an identical duplicate
         nearest = np.argsort(-scores, axis=1, kind="stable")[:, :top]
         found.extend((groups[nearest] == groups[chunk][:, None]).sum(axis=1))
     return float(np.mean(found))
+
+
+def _above(cosines: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` shifted above every cosine similarity (≤ 1) while keeping their order."""
+    if not len(values):
+        return values.astype(cosines.dtype)
+    return (values - values.min() + 2.0 + max(0.0, float(cosines.max(initial=0.0)))).astype(cosines.dtype)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -120,3 +144,45 @@ def calibrate_threshold(curve: PRCurve, target_precision: float) -> Calibration:
     return Calibration(
         target_precision, float(curve.thresholds[last]), float(curve.precision[last]), float(curve.recall[last])
     )
+
+
+@dataclass(frozen=True)
+class ExactCurve:
+    """How the "exact" label would do at each minimum inlier count (the margin and coverage rules fixed)."""
+
+    min_inliers: np.ndarray
+    precision: np.ndarray  # share of labelled queries whose product is right; NaN where none is labelled
+    labelled: np.ndarray  # share of all queries labelled exact
+
+
+def exact_curve(
+    inliers: Sequence[int],
+    coverage: Sequence[float],
+    verified: Sequence[bool],
+    right: Sequence[bool],
+    runner_up: Sequence[int],
+    *,
+    margin: float,
+    min_coverage: float,
+    min_inliers: Sequence[int],
+    n_queries: int | None = None,
+) -> ExactCurve:
+    """One entry per query: the shortlist's product with the most verified inliers (its inliers, the share of
+    its photo they cover, whether a homography verified, whether it is the query's product) and the runner-up
+    product's inliers. A query is labelled exact at a minimum m when verified, inliers ≥ m, inliers ≥ margin ×
+    runner-up and coverage ≥ min_coverage — the service's rule. ``n_queries`` (default: the entries) counts
+    queries without a shortlist too, in the labelled share."""
+    inliers = np.asarray(inliers, dtype=np.int64)
+    coverage = np.asarray(coverage, dtype=np.float64)
+    right = np.asarray(right, dtype=bool)
+    base = (np.asarray(verified, dtype=bool) & (inliers >= margin * np.asarray(runner_up, dtype=np.float64))
+            & (coverage >= min_coverage))  # fmt: skip
+    thresholds = np.asarray(min_inliers, dtype=np.int64)
+    total = len(inliers) if n_queries is None else n_queries
+    precision, labelled = [], []
+    for m in thresholds:
+        chosen = base & (inliers >= m)
+        count = int(chosen.sum())
+        precision.append(float(right[chosen].mean()) if count else np.nan)
+        labelled.append(count / total if total else 0.0)
+    return ExactCurve(thresholds, np.array(precision, dtype=np.float64), np.array(labelled, dtype=np.float64))

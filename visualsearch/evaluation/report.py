@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure  # the object API renders with Agg and never touches pyplot's global state
 
-from .summary import STAGES, Curves
+from .summary import Curves
 
 _CURVE_POINTS = 200  # thresholds kept in report.json; the plots use them all
 MATCH, OTHER, CONFIGURED, RECOMMENDED = "tab:green", "tab:red", "tab:gray", "tab:blue"
@@ -26,8 +26,12 @@ def console_lines(s: dict[str, Any]) -> list[str]:
         f"extractor {s['extractor']}, index {s['backend']}",
         f"{recalls}  mAP {s['map']:.4f}",
     ]
-    if s["ns_score"] is not None:
+    if s["ns_score"] is not None and s["recognition"]:
+        lines.append(f"N-S score {s['ns_score']:.3f} / 4 (image-level: verified candidate photos first by fused "
+                     f"score, then the rest by cosine); global vectors alone {s['ns_score_global']:.3f}")
+    elif s["ns_score"] is not None:
         lines.append(f"N-S score {s['ns_score']:.3f} / 4 (exact image-level ranking over the stored vectors)")
+    lines += _recognition_lines(s)
     if s[f"ann_recall@{k}"] is not None:
         lines.append(f"ANN recall@{k} {s[f'ann_recall@{k}']:.4f} (against exact search on the same vectors)")
     lines += [
@@ -36,13 +40,42 @@ def console_lines(s: dict[str, Any]) -> list[str]:
         f"indexing {s['index_images_per_s']} photos/s ({s['images_indexed']} in {s['index_seconds']} s, "
         f"{s['images_embedded']} through the model); import {s['import_seconds']} s",
         f"latency ms p50/p95 (limit {s['search_limit']}): " + ", ".join(
-            f"{stage} {s['latency_ms'][stage]['p50']}/{s['latency_ms'][stage]['p95']}" for stage in STAGES
+            f"{stage} {times['p50']}/{times['p95']}" for stage, times in s["latency_ms"].items()
         ),
     ]
+    if s["distractors"] or s["distractors_skipped"]:
+        lines.append(f"distractors: {s['distractors']} extra gallery photos, each its own product, never relevant"
+                     + (f" ({s['distractors_skipped']} skipped: unreadable or a copy of a dataset photo)"
+                        if s["distractors_skipped"] else ""))
     if s["images_failed"] or s["queries_failed"]:
         lines.append(f"unreadable: {s['images_failed']} gallery photos, {s['queries_failed']} queries (left out)")
     lines.append(f"took {s['seconds']} s")
     return lines
+
+
+def _recognition_lines(s: dict[str, Any]) -> list[str]:
+    if not s["recognition"]:
+        return [f"recognition {s['recognition_note']}"] if s["recognition_note"] else []
+    exact = (f"exact: {s['exact_rate']:.1%} of queries labelled exact, precision "
+             + ("— (none labelled)" if s["exact_precision"] is None else f"{s['exact_precision']:.4f}")
+             + f" (min inliers {s['exact_min_inliers']}, margin {s['exact_margin']}, "
+               f"coverage {s['exact_min_coverage']})")  # fmt: skip
+    return [
+        f"stage recall: global top-{s['candidates_global']} {s['stage_recall_global']:.4f}, visual words "
+        f"top-{s['candidates_words']} {s['stage_recall_words']:.4f}, union {s['stage_recall_union']:.4f}, "
+        f"verified {s['stage_recall_verified']:.4f}, final recall@1 {s['recall@1']:.4f}",
+        exact,
+        f"recognition: vocabulary of {s['vocabulary_words']} words trained on {s['vocabulary_photos']} gallery "
+        f"photos in {s['vocabulary_seconds']} s; local features of {s['local_features_photos']} photos in "
+        f"{s['local_features_seconds']} s ({s['local_features_ms_per_photo']} ms/photo, "
+        f"{_number(s['local_features_bytes_per_photo'])} bytes and "
+        f"{_number(s['local_features_keypoints_per_photo'])} keypoints/photo"
+        + (f", {s['local_features_failed']} failed" if s["local_features_failed"] else "") + ")",
+    ]
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
 
 
 def _recommendation(s: dict[str, Any]) -> str:
@@ -74,6 +107,11 @@ def _curve_data(found: Curves) -> dict[str, Any]:
         ],  # fmt: skip
         "recall_at_k": {str(k): round(v, 6) for k, v in found.recall_at.items()},
         "pairs": {"matching": int(found.pair_matches.sum()), "non_matching": int((~found.pair_matches).sum())},
+        "exact_calibration": None if found.exact is None else [
+            {"min_inliers": int(m), "precision": None if np.isnan(p) else round(float(p), 6),
+             "labelled": round(float(r), 6)}
+            for m, p, r in zip(found.exact.min_inliers, found.exact.precision, found.exact.labelled, strict=True)
+        ],  # fmt: skip
     }
 
 
@@ -81,11 +119,16 @@ def _curve_data(found: Curves) -> dict[str, Any]:
 
 
 def _plots(summary: dict[str, Any], found: Curves) -> dict[str, str]:
-    return {
+    plots = {
         "Scores of matching and non-matching (query, product) pairs": _png(_histogram, summary, found),
         "Precision and recall over thresholds": _png(_precision_recall, summary, found),
         "Recall@k": _png(_recall_at_k, summary, found),
     }
+    if found.exact is not None:
+        title = (f"Calibration of \"exact\": precision and share of queries labelled exact over the minimum inliers "
+                 f"(margin {summary['exact_margin']}, coverage ≥ {summary['exact_min_coverage']})")
+        plots[title] = _png(_exact_calibration, summary, found)
+    return plots
 
 
 def _png(draw, summary: dict[str, Any], found: Curves) -> str:
@@ -134,6 +177,19 @@ def _recall_at_k(figure: Figure, summary: dict[str, Any], found: Curves) -> None
     axes.grid(alpha=0.3)
 
 
+def _exact_calibration(figure: Figure, summary: dict[str, Any], found: Curves) -> None:
+    axes = figure.subplots()
+    curve = found.exact
+    axes.plot(curve.min_inliers, curve.precision, label="precision of \"exact\"", color=MATCH)
+    axes.plot(curve.min_inliers, curve.labelled, label="share of queries labelled exact", color=OTHER)
+    configured = summary["exact_min_inliers"]
+    axes.axvline(configured, color=CONFIGURED, linestyle="--", label=f"configured {configured}")
+    axes.axhline(0.99, color=RECOMMENDED, linestyle=":", linewidth=1, label="precision 0.99")
+    axes.set(xlabel="minimum inliers", xlim=(curve.min_inliers[0], curve.min_inliers[-1]), ylim=(0, 1.02))
+    axes.grid(alpha=0.3)
+    axes.legend()
+
+
 def _threshold_lines(axes, summary: dict[str, Any]) -> None:
     axes.axvline(summary["threshold"], color=CONFIGURED, linestyle="--", label=f"configured {summary['threshold']}")
     if summary["recommended_threshold"] is not None:
@@ -150,8 +206,22 @@ _NOTES = (
     "Precision at a threshold is the share of pairs scoring at or above it that match; the recommended threshold "
     "is the lowest at which precision stays at or above the target for it and every higher threshold.",
     "The N-S score (UKBench) is image-level: the search service groups by product, so it is computed from an "
-    "exact brute-force ranking over the dataset's stored vectors, the query counting as its own first hit.",
+    "exact brute-force ranking over the dataset's stored vectors, the query counting as its own first hit. With "
+    "recognition, the photos it verified come first (by cosine + log(1 + inliers) / 6), then every other photo "
+    "by cosine; ns_score_global is the vectors-only ranking.",
+    "Stage recall: the share of queries whose product is among the global kNN's top-N products, the visual-word "
+    "index's top-M photos, their union (the shortlist that is verified), and the products verified by a "
+    "homography; the final stage is recall@1 of the results shown. Cosine scores and thresholds above are the "
+    "global ones; recognised products rank first whatever their cosine.",
+    "\"Exact\" precision is the share of queries labelled exact whose first result is their product; the "
+    "calibration plot replays the service's rule (enough inliers, a margin over the next product's inliers, "
+    "inliers covering part of the photo) for other minimum inlier counts, from each query's verified shortlist.",
+    "Distractors are extra gallery photos, each a product of its own: they never count as relevant, and they "
+    "take part in every ranking (N-S included), so they can only lower the numbers.",
 )
+_STAGE_ROWS = (("global", "candidates_global", "global kNN top-{} products"),
+               ("words", "candidates_words", "visual words top-{} photos"),
+               ("union", None, "union (shortlist)"), ("verified", None, "verified by a homography"))
 
 
 def _html(summary: dict[str, Any], plots: dict[str, str]) -> str:
@@ -163,6 +233,7 @@ def _html(summary: dict[str, Any], plots: dict[str, str]) -> str:
         for title, uri in plots.items()
     )
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in _NOTES)
+    stages = _stage_table(summary)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Visual search evaluation</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1040px;margin:2em auto;color:#222}}
@@ -170,8 +241,24 @@ table{{border-collapse:collapse}}th,td{{padding:2px 12px;border-bottom:1px solid
 img{{max-width:100%}}figure{{margin:2em 0}}</style></head>
 <body><h1>Visual search evaluation</h1>
 <p>{html.escape(_recommendation(summary))}</p>
-<table>{rows}</table>{figures}<ul>{notes}</ul></body></html>
+{stages}<table>{rows}</table>{figures}<ul>{notes}</ul></body></html>
 """
+
+
+def _stage_table(summary: dict[str, Any]) -> str:
+    """Recall at each stage of recognition, and what "exact" is worth; a note when recognition did not run."""
+    if not summary.get("recognition"):
+        note = summary.get("recognition_note")
+        return f"<p>Recognition {html.escape(note)}.</p>" if note else ""
+    rows = [(label.format(summary[size]) if size else label, summary[f"stage_recall_{stage}"])
+            for stage, size, label in _STAGE_ROWS]
+    rows.append(("final: first result (recall@1)", summary["recall@1"]))
+    body = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(_cell(value))}</td></tr>"
+                   for label, value in rows)  # fmt: skip
+    exact = (f"exact: {_cell(summary['exact_rate'])} of queries labelled exact, precision "
+             f"{_cell(summary['exact_precision'])} (min inliers {summary['exact_min_inliers']})")
+    return (f"<h2>Recall at each stage</h2><table><tr><th>stage</th><th>recall</th></tr>{body}</table>"
+            f"<p>{html.escape(exact)}</p><h2>All numbers</h2>")
 
 
 def _cell(value: Any) -> str:

@@ -4,15 +4,20 @@ Returns raw measurements (per-query rankings and timings); :mod:`.summary` turns
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.db.models import Avg, Count
+from django.db.models.functions import Length
+from django.test import override_settings
 from PIL import Image
 
 from catalog.models import Product, ProductImage
@@ -21,15 +26,20 @@ from .. import services
 from ..backends.base import IndexEntry, VectorIndex
 from ..extractors.base import FeatureExtractor
 from ..imaging import ImageRejected
+from ..models import LocalFeatureSet
 from ..registry import get_extractor, get_index
+from ..services import recognition
 from ..services.embedding import embed_images
 from ..services.indexing import ensure_loaded
+from ..services.search import EXACT, SearchResult
+from . import distractors as distracting
 from . import exact
 from .dataset import BOTH, Dataset, Row
 from .metrics import first_relevant_rank
 from .sandbox import new_namespace, sandbox
 
 MAX_RESULTS = 1000  # per query: every product for mAP and the threshold curves, up to a size a search can return
+STAGE_NAMES = ("global", "words", "union", "verified")  # recognition's candidate stages, in search order
 
 Progress = Callable[[str, int], AbstractContextManager[Any]]  # (description, total) → a bar with .update(n)
 
@@ -51,6 +61,19 @@ class Options:
     limit: int | None = None  # evaluate only the first N queries
     batch_size: int = 64
     progress: Progress = silent
+    distractors: Sequence[distracting.Distractor] = ()  # extra gallery photos, see distractors.find_distractors
+
+
+@dataclass
+class Verified:
+    """What recognition's verification said about one query, for calibrating "exact" after the fact: the
+    shortlist's product with the most inliers, and the inliers of the product after it."""
+
+    inliers: int
+    coverage: float
+    verified: bool  # a plausible homography
+    right: bool  # it is the query's product
+    runner_up_inliers: int
 
 
 @dataclass
@@ -59,6 +82,31 @@ class QueryOutcome:
     scores: np.ndarray  # one per returned product, best first
     matches: np.ndarray  # bool, same order: is this the query's product
     timings_ms: dict[str, float]
+    relpath: str = ""
+    # Recognition (empty / False / None when it did not run): whether each candidate stage found the query's
+    # product, whether the first result was labelled exact, and the verification facts behind that label.
+    stages: dict[str, bool] = field(default_factory=dict)
+    exact: bool = False
+    verified: Verified | None = None
+    photo_scores: dict[int, float] = field(default_factory=dict, repr=False)  # image id → fused score
+
+
+@dataclass
+class RecognitionStats:
+    """The recognition stage of an evaluation: whether it ran (and why not), its vocabulary and indexing cost."""
+
+    ran: bool = False
+    note: str = ""
+    vocabulary_words: int | None = None
+    vocabulary_photos: int | None = None  # gallery photos it was trained on
+    vocabulary_seconds: float | None = None
+    photos: int = 0  # photos analysed for local features (gallery and distractors)
+    failed: int = 0
+    seconds: float | None = None
+    mean_bytes: float | None = None  # stored per photo (LocalFeatureSet rows)
+    mean_keypoints: float | None = None
+    global_candidates: int | None = None  # N and M of the candidate stages, as configured
+    word_candidates: int | None = None
 
 
 @dataclass
@@ -77,18 +125,28 @@ class EvaluationResult:
     search_limit: int = 0  # products asked for per query; the assemble stage grows with it
     queries: list[QueryOutcome] = field(default_factory=list)
     failed_queries: int = 0
-    ns_score: float | None = None  # only when every row is 'both'
+    ns_score: float | None = None  # only when every row is 'both'; with recognition, from its photo ranking
+    ns_score_global: float | None = None  # the same from the global vectors alone
     ann_recall: float | None = None  # only for approximate indexes
+    recognition: RecognitionStats = field(default_factory=RecognitionStats)
+    distractors: int = 0  # distractor photos indexed
+    distractors_skipped: int = 0  # unreadable, or a copy of one of the dataset's photos
     seconds: float = 0.0
 
 
 @dataclass
 class _Catalog:
-    """The dataset as imported: product id per group, stored photo per indexed path."""
+    """The dataset as imported: product id per group, stored photo per indexed path, and the distractors."""
 
     namespace: str
     products: dict[str, int]
     photos: dict[str, ProductImage]
+    distractors: dict[str, ProductImage] = field(default_factory=dict)  # by Distractor.key
+    distractors_skipped: int = 0
+
+    @property
+    def gallery(self) -> list[ProductImage]:
+        return [*self.photos.values(), *self.distractors.values()]
 
 
 @dataclass
@@ -109,54 +167,113 @@ def run_evaluation(dataset: Dataset, options: Options) -> EvaluationResult:
 
 
 def _evaluate(dataset: Dataset, namespace: str, options: Options) -> EvaluationResult:
-    extractor, index = get_extractor(), get_index()
+    extractor = get_extractor()
     extractor.embed_one(Image.new("RGB", (224, 224)))  # build the CNN now: seconds that are not indexing
     import_started = time.perf_counter()
-    catalog = _import(dataset, namespace, options.progress)
+    catalog = _import(dataset, namespace, options)
     import_seconds = time.perf_counter() - import_started
-    indexing = _index(catalog, extractor, index, options)
-    result = EvaluationResult(
-        dataset=str(dataset.root), extractor_id=extractor.id, backend=type(index).__name__, k=options.k,
-        threshold=float(settings.VISUALSEARCH["SEARCH_THRESHOLD"]), products=len(catalog.products),
-        indexed=len(indexing.entries), embedded=indexing.embedded, failed_images=indexing.failed,
-        import_seconds=import_seconds, index_seconds=indexing.seconds,
-        search_limit=min(max(options.k, len(catalog.products)), MAX_RESULTS),
-    )  # fmt: skip
-    queries = dataset.queries[: options.limit]
-    result.queries, result.failed_queries = _search_all(queries, catalog, result.search_limit, options.progress)
-    if dataset.all_both:
-        result.ns_score = exact.ns_score_of(queries, dataset.gallery, catalog.photos, indexing.entries)
-    if not index.exact:
-        result.ann_recall = _ann_recall(queries, catalog, indexing, extractor, index, options)
+    with ExitStack() as scope:
+        started = time.perf_counter()
+        entries, embedded, failed = _embed(catalog, extractor, options)
+        embed_seconds = time.perf_counter() - started
+        stats, words = _recognition(catalog, entries, options)
+        if not stats.ran and recognition.enabled():
+            # No vocabulary of the dataset: searches must not use the shop's (its words are not in this index).
+            scope.enter_context(_recognition_off())
+        entries = [dataclasses.replace(e, words=words.get(e.image_id)) for e in entries] if words else entries
+        index = get_index()  # after any settings change above, which drops cached indexes
+        indexing = _index(entries, embedded, failed, index, embed_seconds)
+        result = EvaluationResult(
+            dataset=str(dataset.root), extractor_id=extractor.id, backend=type(index).__name__, k=options.k,
+            threshold=float(settings.VISUALSEARCH["SEARCH_THRESHOLD"]), products=len(catalog.products),
+            indexed=len(indexing.entries), embedded=indexing.embedded, failed_images=indexing.failed,
+            import_seconds=import_seconds, index_seconds=indexing.seconds,
+            search_limit=min(max(options.k, len(catalog.products) + len(catalog.distractors)), MAX_RESULTS),
+            recognition=stats, distractors_skipped=catalog.distractors_skipped,
+        )  # fmt: skip
+        indexed_ids = {entry.image_id for entry in indexing.entries}
+        result.distractors = sum(photo.pk in indexed_ids for photo in catalog.distractors.values())
+        queries = dataset.queries[: options.limit]
+        result.queries, result.failed_queries = _search_all(queries, catalog, result.search_limit, options.progress)
+        if dataset.all_both:
+            _ns_scores(result, queries, dataset, catalog, indexing)
+        if not index.exact:
+            result.ann_recall = _ann_recall(queries, catalog, indexing, extractor, index, options)
     return result
 
 
-def _import(dataset: Dataset, namespace: str, progress: Progress) -> _Catalog:
+def _recognition_off():
+    return override_settings(VISUALSEARCH={
+        **settings.VISUALSEARCH, "RECOGNITION": {**settings.VISUALSEARCH["RECOGNITION"], "ENABLED": False},
+    })  # fmt: skip
+
+
+# --- import -------------------------------------------------------------------------------------------------------
+
+
+def _import(dataset: Dataset, namespace: str, options: Options) -> _Catalog:
     """One product per group, one photo per indexed row; signals queue index work for a commit that never comes."""
     products = {
         group: Product.objects.create(relation_id=f"{namespace}/{group}", title=group, category=namespace).pk
         for group in dataset.groups
     }
     photos = {}
-    with progress("importing", len(dataset.gallery)) as bar:
+    with options.progress("importing", len(dataset.gallery)) as bar:
         for row in dataset.gallery:
-            photo = ProductImage(product_id=products[row.group], position=row.line)
-            photo.image.save(row.path.name, ContentFile(row.path.read_bytes()), save=False)
-            photo.save()
-            photo.image.close()  # save() hashes the file and leaves it open: thousands of photos would run out of fds
-            photos[row.relpath] = photo
+            photos[row.relpath] = _save_photo(products[row.group], row.path.name, row.path.read_bytes(), row.line)
             bar.update(1)
-    return _Catalog(namespace, products, photos)
+    catalog = _Catalog(namespace, products, photos)
+    if options.distractors:
+        _import_distractors(catalog, options)
+    return catalog
 
 
-def _index(catalog: _Catalog, extractor: FeatureExtractor, index: VectorIndex, options: Options) -> _Indexing:
-    """Decode, embed, store and index the dataset's photos, and only those.
+def _save_photo(product_id: int, name: str, data: bytes, position: int = 0) -> ProductImage:
+    photo = ProductImage(product_id=product_id, position=position)
+    photo.image.save(name, ContentFile(data), save=False)
+    photo.save()
+    photo.image.close()  # save() hashes the file and leaves it open: thousands of photos would run out of fds
+    return photo
+
+
+def _import_distractors(catalog: _Catalog, options: Options) -> None:
+    """Each distractor a product of its own in the evaluation's category, so it can only take a query's place.
+
+    A distractor with the very content of one of the dataset's photos (and its copies) is left out: it would be
+    the query's product under another name."""
+    dataset_shas = {photo.sha256 for photo in catalog.photos.values()}
+    duplicates: set[str] = set()
+    max_pixels = settings.VISUALSEARCH["MAX_PIXELS"]
+    with options.progress("distractors", len(options.distractors)) as bar:
+        for n, distractor in enumerate(options.distractors):
+            bar.update(1)
+            if distractor.relpath in duplicates:
+                catalog.distractors_skipped += 1
+                continue
+            try:
+                data = distracting.content(distractor, max_pixels=max_pixels)
+            except (OSError, ImageRejected):
+                catalog.distractors_skipped += 1
+                continue
+            if hashlib.sha256(data).hexdigest() in dataset_shas:
+                duplicates.add(distractor.relpath)
+                catalog.distractors_skipped += 1
+                continue
+            product = Product.objects.create(relation_id=f"{catalog.namespace}:distractor/{n}",
+                                             title=distractor.name, category=catalog.namespace)  # fmt: skip
+            catalog.distractors[distractor.key] = _save_photo(product.pk, distractor.name, data)
+
+
+# --- indexing -----------------------------------------------------------------------------------------------------
+
+
+def _embed(catalog: _Catalog, extractor: FeatureExtractor, options: Options) -> tuple[list[IndexEntry], int, int]:
+    """Decode, embed and store the vectors of the dataset's photos (and distractors), and only those.
 
     Not rebuild_index / sync_images: inside the transaction they would also embed and mark the shop's own photos
     and bump the shared IndexGeneration row, holding its lock (and stalling live indexing) until the rollback.
     """
-    started = time.perf_counter()
-    photos = list(catalog.photos.values())
+    photos = catalog.gallery
     entries, embedded, failed = [], 0, 0
     with options.progress("embedding", len(photos)) as bar:
         for start in range(0, len(photos), options.batch_size):
@@ -166,17 +283,66 @@ def _index(catalog: _Catalog, extractor: FeatureExtractor, index: VectorIndex, o
             entries += [_entry(p, outcome.vectors[p.sha256], catalog.namespace) for p in batch
                         if p.sha256 in outcome.vectors]  # fmt: skip
             bar.update(len(batch))
+    return entries, embedded, failed
+
+
+def _recognition(
+    catalog: _Catalog, entries: Sequence[IndexEntry], options: Options
+) -> tuple[RecognitionStats, dict[int, np.ndarray]]:
+    """A vocabulary trained on the dataset's gallery photos only (never on queries or distractors), made active
+    inside the sandbox, and the local features of every indexed photo; returns the words per image id."""
+    if not recognition.enabled():
+        return RecognitionStats(note="off: disabled in settings (VISUALSEARCH_RECOGNITION)"), {}
+    opts = recognition.options()
+    stats = RecognitionStats(global_candidates=opts["GLOBAL_CANDIDATES"], word_candidates=opts["WORD_CANDIDATES"])
+    gallery = list(catalog.photos.values())
+    started = time.perf_counter()
+    with options.progress("vocabulary", len(gallery)) as bar:
+        row = recognition.train_vocabulary(photos=gallery, activate=True, progress=bar.update)
+    stats.vocabulary_seconds = time.perf_counter() - started
+    recognizer = recognition.active_recognizer() if row is not None else None
+    if recognizer is None:
+        stats.note = "off: the gallery photos have too few local features to train a vocabulary"
+        return stats, {}
+    stats.ran, stats.vocabulary_words, stats.vocabulary_photos = True, row.words, row.photos
+    indexed = {entry.image_id for entry in entries}
+    photos = [photo for photo in catalog.gallery if photo.pk in indexed]
+    started = time.perf_counter()
+    with options.progress("local features", len(photos)) as bar:
+        for start in range(0, len(photos), options.batch_size):
+            batch = photos[start : start + options.batch_size]
+            stats.failed += len(recognition.store_features(batch, recognizer))
+            bar.update(len(batch))
+    stats.seconds, stats.photos = time.perf_counter() - started, len(photos)
+    stored = LocalFeatureSet.objects.filter(feature_id=recognizer.feature_id).aggregate(
+        bytes=Avg(Length("data")), keypoints=Avg("keypoints"), rows=Count("pk"))
+    if stored["rows"]:
+        stats.mean_bytes, stats.mean_keypoints = float(stored["bytes"]), float(stored["keypoints"])
+    words: dict[int, np.ndarray] = {}
+    for start in range(0, len(photos), 1000):
+        batch = photos[start : start + 1000]
+        found = recognition.stored_words((p.sha256 for p in batch), recognizer.feature_id)
+        words.update({p.pk: found[p.sha256] for p in batch if p.sha256 in found})
+    return stats, words
+
+
+def _index(entries: list[IndexEntry], embedded: int, failed: int, index: VectorIndex, seconds: float) -> _Indexing:
+    started = time.perf_counter()
     index.rebuild(entries, expected_count=len(entries))
     index.refresh()
     # An in-process index reloads itself from all stored vectors before its first search (the service's freshness
     # check): do it now, so that no timed query pays for it. This brings in the shop's own vectors for the
-    # extractor too; searches filter on the evaluation's category, so they never rank them.
+    # extractor too (and the words of the active vocabulary, the dataset's); searches filter on the evaluation's
+    # category, so they never rank them.
     ensure_loaded(index)
-    return _Indexing(entries, embedded, failed, time.perf_counter() - started)
+    return _Indexing(entries, embedded, failed, seconds + time.perf_counter() - started)
 
 
 def _entry(photo: ProductImage, vector: np.ndarray, namespace: str) -> IndexEntry:
     return IndexEntry(photo.pk, photo.product_id, vector, category=namespace, is_active=True)
+
+
+# --- searching ----------------------------------------------------------------------------------------------------
 
 
 def _search_all(
@@ -212,7 +378,42 @@ def _search_one(row: Row, catalog: _Catalog, limit: int) -> QueryOutcome | None:
     expected = catalog.products[row.group]
     matches = np.array([m.product.pk == expected for m in result.matches], dtype=bool)
     scores = np.array([m.score for m in result.matches], dtype=np.float64)
-    return QueryOutcome(first_relevant_rank(matches), scores, matches, dict(result.timings_ms))
+    outcome = QueryOutcome(first_relevant_rank(matches), scores, matches, dict(result.timings_ms), row.relpath)
+    if result.stages:
+        _recognition_facts(outcome, result, expected)
+    return outcome
+
+
+def _recognition_facts(outcome: QueryOutcome, result: SearchResult, expected: int) -> None:
+    outcome.stages = {stage: expected in result.stages.get(stage, ()) for stage in STAGE_NAMES}
+    outcome.exact = bool(result.matches) and result.matches[0].match == EXACT
+    outcome.photo_scores = dict(result.photo_scores)
+    by_inliers = sorted(result.shortlist, key=lambda c: -c.verification.inliers)  # stable, as the service decides
+    if by_inliers:
+        top = by_inliers[0].verification
+        outcome.verified = Verified(
+            inliers=int(top.inliers), coverage=float(top.coverage), verified=bool(top.verified),
+            right=by_inliers[0].product_id == expected,
+            runner_up_inliers=int(by_inliers[1].verification.inliers) if len(by_inliers) > 1 else 0,
+        )  # fmt: skip
+
+
+# --- image-level measures -----------------------------------------------------------------------------------------
+
+
+def _ns_scores(result: EvaluationResult, queries: Sequence[Row], dataset: Dataset, catalog: _Catalog,
+               indexing: _Indexing) -> None:  # fmt: skip
+    """UKBench N-S over every indexed photo (distractors too: each its own group, so they can only take places)."""
+    gallery = [(catalog.photos[row.relpath].pk, row.group) for row in dataset.gallery]
+    gallery += [(photo.pk, f"\0distractor:{key}") for key, photo in catalog.distractors.items()]
+    own = [catalog.photos[row.relpath].pk for row in queries]
+    result.ns_score_global = exact.ns_score_of(gallery, own, indexing.entries)
+    if result.recognition.ran:
+        searched = {q.relpath: q.photo_scores for q in result.queries}
+        first = [searched.get(row.relpath, {}) for row in queries]
+        result.ns_score = exact.ns_score_of(gallery, own, indexing.entries, first=first)
+    else:
+        result.ns_score = result.ns_score_global
 
 
 def _ann_recall(

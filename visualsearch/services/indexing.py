@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import reduce
 
+import numpy as np
 from django.db import transaction
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
@@ -21,6 +22,7 @@ from ..backends.base import IndexEntry, IndexUnavailable, VectorIndex
 from ..extractors.base import FeatureExtractor
 from ..models import ImageEmbedding, IndexGeneration, vector_from_bytes
 from ..registry import get_extractor, get_index
+from . import recognition
 from .embedding import EmbedOutcome, embed_images
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ def sync_images(image_ids: Iterable[int]) -> None:
 def _sync_chunk(image_ids: list[int], extractor: FeatureExtractor) -> None:
     images = list(ProductImage.objects.filter(pk__in=image_ids))
     outcome = embed_images(images, extractor) if images else EmbedOutcome()
+    local_errors = _store_local_features([i for i in images if i.pk not in outcome.errors])
     embedded_as = {image.pk: image.sha256 for image in images}
     # The version and the product's fields are taken *after* the model ran (and stored its vectors): a product
     # change committed meanwhile is either read here, or re-sent by its own sync with a later version, which wins.
@@ -75,9 +78,33 @@ def _sync_chunk(image_ids: list[int], extractor: FeatureExtractor) -> None:
     for pk in unusable:
         _mark([(pk, same[pk].sha256)], IndexStatus.FAILED, outcome.errors[pk])
     marks = [(pk, row.sha256) for pk, row in ready.items()]
-    entries = [_entry(pk, row, outcome.vectors[row.sha256]) for pk, row in ready.items()]
+    words = _stored_words(row.sha256 for row in ready.values())
+    entries = [_entry(pk, row, outcome.vectors[row.sha256], words.get(row.sha256)) for pk, row in ready.items()]
     if _write(stale, entries, version, marks):
-        _mark(marks, IndexStatus.INDEXED, "")
+        _mark([m for m in marks if m[0] not in local_errors], IndexStatus.INDEXED, "")
+        for pk, reason in local_errors.items():  # searchable by its global vector; says why recognition cannot
+            _mark([m for m in marks if m[0] == pk], IndexStatus.INDEXED, reason)
+
+
+def _store_local_features(images: Sequence[ProductImage]) -> dict[int, str]:
+    """Local features for photos whose content has none under the active vocabulary (none yet: nothing to do,
+    `reindex` trains one). Never fails the sync: a photo that cannot be analysed keeps its global vector."""
+    recognizer = recognition.active_recognizer() if images and recognition.enabled() else None
+    if recognizer is None:
+        return {}
+    try:
+        return recognition.store_features(images, recognizer)
+    except Exception as exc:
+        logger.exception("local features failed for %d photos", len(images))
+        return {image.pk: f"local features failed: {exc}" for image in images}
+
+
+def _stored_words(sha256s: Iterable[str], feature_id: str | None = None) -> dict[str, np.ndarray]:
+    """Words of these contents under ``feature_id`` (default: the active vocabulary's; none when recognition is off)."""
+    if feature_id is None:
+        recognizer = recognition.active_recognizer() if recognition.enabled() else None
+        feature_id = recognizer.feature_id if recognizer else None
+    return recognition.stored_words(sha256s, feature_id) if feature_id else {}
 
 
 def _current_rows(image_ids: Iterable[int]) -> dict[int, _Current]:
@@ -145,8 +172,9 @@ def _resend(photos, *, page_size: int = RESEND_PAGE, progress: Callable[[int], N
         page = next(pages, None)
         if page is None:
             return sent, True
-        entries = [IndexEntry(pk, product, vector_from_bytes(vector), category, active)
-                   for pk, _, _, vector, product, category, active in page]
+        words = _stored_words(sha for _, sha, *_ in page)
+        entries = [IndexEntry(pk, product, vector_from_bytes(vector), category, active, words.get(sha))
+                   for pk, sha, _, vector, product, category, active in page]
         if not _write((), entries, version, [(pk, sha) for pk, sha, *_ in page]):
             return sent, False
         _mark([(pk, sha) for pk, sha, status, *_ in page if status != IndexStatus.INDEXED], IndexStatus.INDEXED, "")
@@ -154,8 +182,8 @@ def _resend(photos, *, page_size: int = RESEND_PAGE, progress: Callable[[int], N
         progress(len(page))
 
 
-def _entry(image_id: int, row: _Current, vector) -> IndexEntry:
-    return IndexEntry(image_id, row.product_id, vector, row.category, row.is_active)
+def _entry(image_id: int, row: _Current, vector, words=None) -> IndexEntry:
+    return IndexEntry(image_id, row.product_id, vector, row.category, row.is_active, words)
 
 
 def _mark(photos: Sequence[tuple[int, str]], status: str, error: str) -> None:
@@ -194,13 +222,65 @@ def rebuild_index(*, batch_size: int = 64, progress: Callable[[int], None] = lam
     extractor = get_extractor()
     report = RebuildReport()
     report.embedded, report.failed = embed_missing(extractor=extractor, batch_size=batch_size, progress=progress)
+    recognizer = prepare_recognition(progress=progress)
+    feature_id = recognizer.feature_id if recognizer else None
     index = get_index()
     with _load_lock:
-        report.indexed = index.rebuild(iter_entries(extractor.id), expected_count=lambda: count_entries(extractor.id))
+        report.indexed = index.rebuild(iter_entries(extractor.id, feature_id=feature_id),
+                                       expected_count=lambda: count_entries(extractor.id))
+        if recognizer is not None:  # a newly trained vocabulary goes live with the index built from its words
+            recognition.activate(recognizer.vocabulary_id)
         _mark_all_with_vectors_indexed(extractor.id)
         _bump_generation(index, fully_loaded=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+def prepare_recognition(*, progress: Callable[[int], None] = lambda n: None) -> recognition.Recognizer | None:
+    """Before an index build: the vocabulary to build with — the newest trained one (a fresh `train_vocabulary`
+    waits for this build to go live), else one trained now on the catalog if there is none — and local features
+    of every photo that lacks them under it."""
+    if not recognition.enabled():
+        return None
+    recognizer = recognition.newest_recognizer()
+    if recognizer is None and ProductImage.objects.exists():
+        recognition.train_vocabulary(activate=False)
+        recognizer = recognition.newest_recognizer()
+    if recognizer is not None:
+        _store_all_features(recognizer, progress)
+    return recognizer
+
+
+def _store_all_features(recognizer: recognition.Recognizer, progress: Callable[[int], None]) -> int:
+    analysed = 0
+    todo = recognition.photos_without_features(recognizer.feature_id)
+    for batch in _pages(todo, 64, key=operator.attrgetter("pk")):
+        for pk, reason in recognition.store_features(batch, recognizer).items():
+            logger.warning("photo %s: %s", pk, reason)
+        analysed += len(batch)
+        progress(len(batch))
+    return analysed
+
+
+def add_missing_features(*, progress: Callable[[int], None] = lambda n: None) -> int:
+    """`reindex --missing` for recognition: features of photos indexed without them (indexed before the first
+    vocabulary existed, or analysed when it failed), then those photos re-sent with their words. No model work."""
+    if not recognition.enabled():
+        return 0
+    recognizer = recognition.active_recognizer()
+    if recognizer is None:  # the first vocabulary: trained now and live at once (no index holds words yet)
+        if recognition.train_vocabulary(activate=True) is None:
+            return 0
+        recognizer = recognition.active_recognizer()
+    lacking = list(recognition.photos_without_features(recognizer.feature_id).values_list("pk", flat=True))
+    analysed = _store_all_features(recognizer, progress)
+    if not lacking:
+        return 0
+    photos = ProductImage.objects.filter(pk__in=lacking)
+    sent, complete = _resend(photos)
+    if not complete:
+        raise IndexUnavailable(f"index unavailable after {sent} photos were re-sent; run it again")
+    return analysed
 
 
 def images_without_vectors(extractor_id: str):
@@ -218,14 +298,15 @@ def count_entries(extractor_id: str) -> int:
     return _with_vectors(extractor_id).count()
 
 
-def iter_entries(extractor_id: str, chunk_size: int = 2000) -> Iterator[IndexEntry]:
+def iter_entries(extractor_id: str, chunk_size: int = 2000, *, feature_id: str | None = None) -> Iterator[IndexEntry]:
     """Every photo with a stored vector, as index entries, read from the database a page at a time."""
     rows = _with_vectors(extractor_id).values_list(
-        "pk", "product_id", "vector", "product__category", "product__is_active"
+        "pk", "product_id", "vector", "product__category", "product__is_active", "sha256"
     )
     for page in _pages(rows, chunk_size):
-        for pk, product_id, vector, category, is_active in page:
-            yield IndexEntry(pk, product_id, vector_from_bytes(vector), category, is_active)
+        words = _stored_words((row[-1] for row in page), feature_id)
+        for pk, product_id, vector, category, is_active, sha in page:
+            yield IndexEntry(pk, product_id, vector_from_bytes(vector), category, is_active, words.get(sha))
 
 
 def _mark_all_with_vectors_indexed(extractor_id: str) -> None:

@@ -13,12 +13,15 @@ from PIL import Image
 
 from catalog.models import Product, ProductImage
 
-from ..backends.base import SearchFilters, SearchHit
+from ..backends.base import SearchFilters, SearchHit, VectorIndex
 from ..extractors.base import FeatureExtractor
-from ..imaging import ImageRejected, decode_image
+from ..imaging import DRAFT_MIN_SIDE, ImageRejected, decode_image
+from ..recognition.verification import PhotoFeatures
 from ..registry import get_extractor, get_index
+from . import recognition
 from .embedding import load_stored_image, stored_vectors
 from .indexing import ensure_loaded
+from .recognise import Candidate, recognise
 
 
 class UnknownImage(LookupError):
@@ -32,11 +35,33 @@ class ImageUnavailable(ImageRejected):
         super().__init__("image_unavailable", f"Image {image_id} has no stored vector and its file cannot be read.")
 
 
+EXACT, SIMILAR = "exact", "similar"
+
+
 @dataclass(frozen=True)
 class ProductMatch:
     product: Product
     image: ProductImage
-    score: float
+    score: float  # cosine similarity of the global vectors
+    match: str = SIMILAR  # "exact": recognised as this very product by its local features
+    inliers: int = 0  # verified local correspondences with ``image`` (0: not verified)
+
+
+@dataclass(frozen=True)
+class Box:
+    """The part of the query photo that shows the product, as fractions of its (upright) width and height."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    def crop(self, image: Image.Image) -> Image.Image:
+        w, h = image.size
+        box = (round(self.left * w), round(self.top * h), round(self.right * w), round(self.bottom * h))
+        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+            raise ImageRejected("box_too_small", "The box covers less than one pixel of the photo.")
+        return image.crop(box)
 
 
 @dataclass
@@ -44,19 +69,33 @@ class SearchResult:
     extractor_id: str
     matches: list[ProductMatch]
     timings_ms: dict[str, float] = field(default_factory=dict)  # decode, embed, search, assemble, total
+    # Recognition internals for `evaluate` (empty when it did not run): the verified shortlist, one per product,
+    # best first; product ids each stage found; fused scores of every verified photo.
+    shortlist: list[Candidate] = field(default_factory=list)
+    stages: dict[str, set[int]] = field(default_factory=dict)
+    photo_scores: dict[int, float] = field(default_factory=dict)
 
     @property
     def took_ms(self) -> float:
         return self.timings_ms.get("total", 0.0)
 
 
-QueryVector = Callable[[FeatureExtractor, dict], np.ndarray]
+@dataclass
+class Query:
+    """What a search compares with: the global vector, and the local features when recognition can run."""
+
+    vector: np.ndarray
+    features: PhotoFeatures | None = None
+
+
+QueryBuilder = Callable[[FeatureExtractor, "recognition.Recognizer | None", dict], Query]
 
 
 def decode_query(image_bytes: bytes) -> Image.Image:
-    """An uploaded query photo, decoded at the size the extractors need. Decode once and pass the pixels on
-    (``search_by_image(image=...)``) when the caller needs them too, e.g. for a preview."""
-    return decode_image(image_bytes, max_pixels=settings.VISUALSEARCH["MAX_PIXELS"])
+    """An uploaded query photo, decoded at the size the search needs (larger when local features are computed).
+    Decode once and pass the pixels on (``search_by_image(image=...)``) when the caller needs them too."""
+    min_side = recognition.options()["QUERY_LONG_SIDE"] // 2 if recognition.enabled() else DRAFT_MIN_SIDE
+    return decode_image(image_bytes, max_pixels=settings.VISUALSEARCH["MAX_PIXELS"], min_side=min_side)
 
 
 def search_by_image(
@@ -69,17 +108,19 @@ def search_by_image(
     threshold: float | None = None,
     category: str | None = None,
     exclude_image_ids: frozenset[int] = frozenset(),
+    box: Box | None = None,
 ) -> SearchResult:
-    """The most similar active products to a photo, one per product, best first.
+    """The most similar active products to a photo, one per product, best first; recognised products first.
 
     The photo is uploaded bytes, already decoded ``image`` pixels, or any stored photo by ``image_id`` (staff
-    tools; shoppers go through ``more_like_this``), which is never returned as its own match.
+    tools; shoppers go through ``more_like_this``), which is never returned as its own match. ``box`` limits an
+    uploaded photo to the part that shows the product, for both stages.
     """
     if image_id is not None:
         photo = _photo(image_id, ProductImage.objects.all())
         query, exclude_image_ids = _stored_vector_of(photo), exclude_image_ids | {photo.pk}
     else:
-        query = _uploaded_vector(image_bytes, image)
+        query = _uploaded_query(image_bytes, image, box)
     return _search(query, limit=limit, offset=offset, threshold=threshold, category=category,
                    exclude_image_ids=exclude_image_ids)  # fmt: skip
 
@@ -106,32 +147,72 @@ def more_like_this(
                    exclude_image_ids=frozenset(excluded))  # fmt: skip
 
 
-def _search(query: QueryVector, *, limit, offset, threshold, category, exclude_image_ids) -> SearchResult:
+def _search(build: QueryBuilder, *, limit, offset, threshold, category, exclude_image_ids) -> SearchResult:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     extractor = get_extractor()
-    vector = query(extractor, timings)
-    with _timed(timings, "search"):
-        index = ensure_loaded(get_index())
-        threshold = settings.VISUALSEARCH["SEARCH_THRESHOLD"] if threshold is None else threshold
-        filters = SearchFilters(active_only=True, category=category or None, exclude_image_ids=exclude_image_ids)
-        hits = index.search(vector, limit=limit, offset=offset, threshold=threshold, filters=filters)
+    recognizer = recognition.active_recognizer()
+    query = build(extractor, recognizer, timings)
+    threshold = settings.VISUALSEARCH["SEARCH_THRESHOLD"] if threshold is None else threshold
+    filters = SearchFilters(active_only=True, category=category or None, exclude_image_ids=exclude_image_ids)
+    index = ensure_loaded(get_index())
+    shortlist = None
+    if recognizer is not None and query.features is not None:
+        shortlist = recognise(query.features, query.vector, index=index, recognizer=recognizer,
+                              extractor_id=extractor.id, filters=filters, timings=timings)
+        with _timed(timings, "search"):
+            ranked = _recognised_first(shortlist.candidates, query.vector, index, filters, threshold, offset + limit)
+        hits = ranked[offset : offset + limit]
+    else:
+        with _timed(timings, "search"):
+            hits = index.search(query.vector, limit=limit, offset=offset, threshold=threshold, filters=filters)
     with _timed(timings, "assemble"):
         matches = load_matches(hits)
     timings["total"] = (time.perf_counter() - started) * 1000
-    return SearchResult(extractor.id, matches, timings)
+    if shortlist is None:
+        return SearchResult(extractor.id, matches, timings)
+    return SearchResult(extractor.id, matches, timings, shortlist.candidates, shortlist.stages, shortlist.photo_scores)
 
 
-def _uploaded_vector(image_bytes: bytes | None, image: Image.Image | None) -> QueryVector:
-    def vector(extractor: FeatureExtractor, timings: dict) -> np.ndarray:
+def _recognised_first(candidates: list[Candidate], vector, index: VectorIndex, filters, threshold, wanted: int):
+    """The verified shortlist (exact matches always; similar ones above the threshold), then the global ranking
+    for the rest. Deterministic for a query, so pages never repeat or skip a product."""
+    head = [c for c in candidates if c.exact or c.cosine >= threshold]
+    seen = {c.product_id for c in head}
+    ranked: list = [_hit(c) for c in head]
+    if len(ranked) < wanted:
+        more = index.search(vector, limit=wanted + len(seen), offset=0, threshold=threshold, filters=filters)
+        ranked += [hit for hit in more if hit.product_id not in seen]
+    return ranked[:wanted]
+
+
+@dataclass(frozen=True)
+class _RecognisedHit(SearchHit):
+    match: str = SIMILAR
+    inliers: int = 0
+
+
+def _hit(candidate: Candidate) -> _RecognisedHit:
+    return _RecognisedHit(candidate.product_id, candidate.image_id, candidate.cosine,
+                          EXACT if candidate.exact else SIMILAR, candidate.verification.inliers)
+
+
+def _uploaded_query(image_bytes: bytes | None, image: Image.Image | None, box: Box | None) -> QueryBuilder:
+    def build(extractor: FeatureExtractor, recognizer, timings: dict) -> Query:
         pixels = image
         if pixels is None:
             with _timed(timings, "decode"):
                 pixels = decode_query(image_bytes or b"")
+        if box is not None:
+            pixels = box.crop(pixels)
         with _timed(timings, "embed"):
-            return extractor.embed_one(pixels)
+            vector = extractor.embed_one(pixels)
+        if recognizer is None:
+            return Query(vector)
+        with _timed(timings, "local_features"):
+            return Query(vector, recognizer.photo_features(pixels, recognizer.query_side))
 
-    return vector
+    return build
 
 
 def _photo(image_id: int, photos: QuerySet[ProductImage]) -> ProductImage:
@@ -141,10 +222,16 @@ def _photo(image_id: int, photos: QuerySet[ProductImage]) -> ProductImage:
     return photo
 
 
-def _stored_vector_of(photo: ProductImage) -> QueryVector:
-    """'More like this': reuse the stored vector; embed the file only when it has none yet."""
+def _stored_vector_of(photo: ProductImage) -> QueryBuilder:
+    """'More like this': reuse the stored vector and local features; embed the file only when it has no vector."""
 
-    def vector(extractor: FeatureExtractor, timings: dict) -> np.ndarray:
+    def build(extractor: FeatureExtractor, recognizer, timings: dict) -> Query:
+        features = None
+        if recognizer is not None:
+            features = recognition.stored_features([photo.sha256], recognizer.feature_id).get(photo.sha256)
+        return Query(_vector(extractor, timings), features)
+
+    def _vector(extractor: FeatureExtractor, timings: dict) -> np.ndarray:
         stored = stored_vectors([photo.sha256], extractor.id).get(photo.sha256)
         if stored is not None:
             return stored
@@ -156,7 +243,7 @@ def _stored_vector_of(photo: ProductImage) -> QueryVector:
         with _timed(timings, "embed"):
             return extractor.embed_one(pixels)
 
-    return vector
+    return build
 
 
 def load_matches(hits: list[SearchHit]) -> list[ProductMatch]:
@@ -169,7 +256,8 @@ def load_matches(hits: list[SearchHit]) -> list[ProductMatch]:
         image, product = images.get(hit.image_id), products.get(hit.product_id)
         if image is not None and product is not None and image.product_id == product.pk:
             image.product = product  # saves a query per result when templates follow image.product
-            matches.append(ProductMatch(product, image, hit.score))
+            matches.append(ProductMatch(product, image, hit.score, getattr(hit, "match", SIMILAR),
+                                        getattr(hit, "inliers", 0)))
     return matches
 
 

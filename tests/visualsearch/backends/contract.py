@@ -10,7 +10,10 @@ import pytest
 
 from visualsearch.backends.base import IndexEntry, SearchFilters
 
-from .reference import clustered_entries, random_entries, random_unit_vectors, reference_search
+from .reference import (
+    clustered_entries, entries_with_words, random_entries, random_unit_vectors, reference_search,
+    reference_word_search,
+)
 
 DIM = 32
 
@@ -25,6 +28,54 @@ def product_ids(hits) -> list[int]:
 
 
 class IndexContract:
+    # --- visual words (the candidate stage of recognition) ---------------------------------------------------------
+
+    def test_word_search_agrees_with_brute_force_bm25(self, index):
+        entries = entries_with_words(300, DIM, products=80, seed=4)
+        load(index, entries)
+        rng = np.random.default_rng(8)
+        for _ in range(10):
+            query = entries[int(rng.integers(len(entries)))].words[:40]
+            got = index.search_words(query, limit=10)
+            want = reference_word_search(entries, query, limit=10)
+            if index.exact:
+                assert [h.image_id for h in got] == [h.image_id for h in want]
+                assert [h.score for h in got] == pytest.approx([h.score for h in want], rel=1e-4)
+            else:  # Lucene stores lengths lossily (one byte) and drops BM25's constant (k1 + 1): same photos
+                assert len({h.image_id for h in got} & {h.image_id for h in want}) >= 8
+
+    def test_word_search_applies_filters_before_ranking(self, index):
+        entries = entries_with_words(200, DIM, products=60, seed=6)
+        load(index, entries)
+        query = entries[3].words[:30]
+        filters = SearchFilters(active_only=True, category="shoes", exclude_image_ids=frozenset({4}))
+        got = index.search_words(query, limit=20, filters=filters)
+        allowed = {e.image_id for e in entries if e.is_active and e.category == "shoes" and e.image_id != 4}
+        assert got and {h.image_id for h in got} <= allowed
+        want = reference_word_search(entries, query, limit=20, filters=filters)
+        assert len({h.image_id for h in got} & {h.image_id for h in want}) >= 0.9 * len(want)
+
+    def test_photos_without_words_are_never_word_candidates(self, index):
+        entries = entries_with_words(50, DIM, products=10, seed=2)
+        plain = [IndexEntry(e.image_id + 1000, e.product_id, e.vector, e.category, True) for e in entries[:10]]
+        load(index, entries + plain)
+        got = index.search_words(entries[0].words, limit=100, filters=SearchFilters(active_only=False))
+        assert got and all(h.image_id < 1000 for h in got)
+
+    def test_replaced_and_deleted_photos_leave_the_word_index(self, index):
+        entries = entries_with_words(40, DIM, products=10, seed=9)
+        load(index, entries)
+        target = entries[5]
+        index.delete([entries[6].image_id])
+        moved = IndexEntry(target.image_id, target.product_id, target.vector, target.category, True,
+                           np.array([100_000, 100_001], dtype=np.int64))
+        load(index, [moved])
+        found = {h.image_id for h in index.search_words(entries[6].words, limit=100,
+                                                       filters=SearchFilters(active_only=False))}
+        assert entries[6].image_id not in found
+        assert [h.image_id for h in index.search_words([100_000], limit=5)] == [target.image_id]
+
+    # --- vectors ---------------------------------------------------------------------------------------------------
     def test_empty_index_finds_nothing(self, index):
         assert index.search(random_unit_vectors(1, DIM, 1)[0], limit=5) == []
         assert index.count() == 0

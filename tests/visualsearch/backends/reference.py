@@ -54,3 +54,45 @@ def clustered_entries(n_products: int, per_product: int, dim: int, seed: int = 0
             v = (v / np.linalg.norm(v)).astype(np.float32)
             entries.append(IndexEntry(len(entries) + 1, p + 1, v, "misc", True))
     return entries
+
+
+def reference_word_search(entries, words, *, limit, filters=SearchFilters(), k1=1.2, b=0.75) -> list[SearchHit]:
+    """BM25 over visual words, photo by photo, written out: idf = ln(1 + (N - df + 0.5) / (df + 0.5)) over the
+    photos that have words; tf weight = tf (k1 + 1) / (tf + k1 (1 - b + b len / avglen)); query words once."""
+    with_words = [e for e in entries if e.words is not None]
+    n = len(with_words)
+    avg = sum(len(e.words) for e in with_words) / max(n, 1)
+    query = set(int(w) for w in words)
+    df = {w: sum(1 for e in with_words if w in set(e.words.tolist())) for w in query}
+    hits = []
+    for entry in with_words:
+        if filters.active_only and not entry.is_active:
+            continue
+        if filters.category is not None and entry.category != filters.category:
+            continue
+        if entry.image_id in filters.exclude_image_ids:
+            continue
+        counts = {}
+        for w in entry.words.tolist():
+            counts[w] = counts.get(w, 0) + 1
+        score = 0.0
+        for w in query:
+            tf = counts.get(w, 0)
+            if tf:
+                idf = np.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5))
+                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(entry.words) / avg))
+        if score > 0:
+            hits.append(SearchHit(entry.product_id, entry.image_id, score))
+    return sorted(hits, key=lambda h: (-h.score, h.image_id))[:limit]
+
+
+def entries_with_words(n: int, dim: int, *, products: int, vocabulary: int = 400, seed: int = 0) -> list[IndexEntry]:
+    """Random photos with Zipf-like visual words (some words common, most rare) of varying counts."""
+    rng = np.random.default_rng(seed + 5)
+    entries = random_entries(n, dim, products=products, seed=seed)
+    result = []
+    for entry in entries:
+        count = int(rng.integers(20, 120))
+        words = np.minimum(rng.zipf(1.3, size=count), vocabulary).astype(np.int64) - 1
+        result.append(IndexEntry(entry.image_id, entry.product_id, entry.vector, entry.category, entry.is_active, words))
+    return result

@@ -24,7 +24,12 @@ pytestmark = pytest.mark.django_db
 KEYS = {
     "recall@1", "recall@5", "recall@10", "map", "ns_score", "ann_recall@10", "threshold", "empty_at_threshold",
     "recommended_threshold", "recommended_precision", "recommended_recall", "index_images_per_s", "latency_ms",
+    "ns_score_global", "recognition", "recognition_note", "stage_recall_global", "stage_recall_words",
+    "stage_recall_union", "stage_recall_verified", "exact_rate", "exact_precision", "vocabulary_words",
+    "local_features_ms_per_photo", "local_features_bytes_per_photo", "distractors",
 }  # fmt: skip
+BASE_STAGES = {"total", "decode", "embed", "search", "assemble"}
+RECOGNITION_STAGES = {"local_features", "candidates_global", "candidates_words", "verify"}
 
 
 class ApproximateIndex(EmbeddedIndex):
@@ -67,7 +72,9 @@ def test_identical_photos_are_all_found_first(identical):
     assert summary["recommended_threshold"] > 0.99
     assert summary["ns_score"] is None  # not all 'both'
     assert summary["ann_recall@10"] == (1.0 if uses_elasticsearch() else None)  # measured for approximate indexes
-    assert set(summary["latency_ms"]) == {"total", "decode", "embed", "search", "assemble"}
+    # the shapes of these synthetic photos have enough corners for a (small) vocabulary: recognition runs
+    assert summary["recognition"] and set(summary["latency_ms"]) == BASE_STAGES | RECOGNITION_STAGES
+    assert summary["exact_precision"] == 1.0  # an identical photo is the exact product
     assert summary["latency_ms"]["total"]["p95"] >= summary["latency_ms"]["total"]["p50"] > 0
     assert "recall@1 1.0000" in text
 
@@ -80,7 +87,8 @@ def test_verbosity_zero_prints_only_the_json(identical):
 def test_report_files(identical, tmp_path):
     _, summary = evaluate(identical, "--report", tmp_path / "report", "--k", 3)
     page = (tmp_path / "report" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "recommended threshold" in page
+    assert page.count("data:image/png;base64,") == 4 and "recommended threshold" in page  # + "exact" calibration
+    assert "Recall at each stage" in page
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     assert data["summary"]["recall@3"] == 1.0 and data["curves"]["recall_at_k"]["1"] == 1.0
     assert summary["report"] == [str(tmp_path / "report" / "report.json"), str(tmp_path / "report" / "report.html")]
@@ -89,6 +97,7 @@ def test_report_files(identical, tmp_path):
 def test_ns_score_ranks_photos_exactly(two_views):
     _, summary = evaluate(two_views)
     assert summary["ns_score"] == 2.0  # itself and its other view, of a group of two
+    assert summary["ns_score_global"] == 2.0  # the same from the vectors alone
 
 
 def test_both_rows_find_their_product_through_its_other_photos(two_views):

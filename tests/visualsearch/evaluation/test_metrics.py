@@ -53,6 +53,37 @@ def test_ns_score_puts_the_query_first_even_against_an_identical_duplicate():
     assert metrics.ns_score(vectors, ["x", "y", "y"], [2], top=1) == 1.0
 
 
+def test_ns_score_ranks_preferred_photos_first_by_their_score_then_the_rest_by_cosine():
+    # Query 0 (group a): by cosine, b photos 3 and 4 come before its group's photos 1 and 2.
+    vectors = np.array([[1.0, 0.0], [0.6, 0.8], [0.5, 0.866], [0.9, 0.436], [0.95, 0.312], [0.0, 1.0]])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    groups = ["a", "a", "a", "b", "b", "c"]
+    assert metrics.ns_score(vectors, groups, [0], top=3) == 1.0  # itself, 4 (b), 3 (b)
+    # Recognition verified photos 2 and 1 (2 scores higher): they come first, whatever their cosine.
+    assert metrics.ns_score(vectors, groups, [0], top=3, first=[{2: 1.1, 1: 0.7}]) == 3.0
+    # One verified photo (of the wrong group) first, then the rest by cosine: 5 (c) then 4 (b).
+    assert metrics.ns_score(vectors, groups, [0], top=3, first=[{5: -0.5}]) == 1.0
+    # The query stays first even when it is among the preferred ones; an empty mapping is the cosine ranking.
+    assert metrics.ns_score(vectors, groups, [0, 0], top=2, first=[{0: 0.0, 1: 5.0}, {}]) == 1.5
+
+
+def test_exact_curve_replays_the_exact_rule_over_minimum_inliers():
+    # per query: top product's inliers, coverage, verified, right, runner-up's inliers
+    facts = [
+        (30, 0.3, True, True, 5),  # exact up to 30 inliers
+        (60, 0.5, True, False, 10),  # a wrong product with many inliers: exact up to 60
+        (25, 0.3, True, True, 20),  # no margin over the runner-up: never exact
+        (40, 0.01, True, True, 0),  # too small an area: never exact
+        (50, 0.4, False, True, 0),  # no homography: never exact
+    ]
+    inliers, coverage, verified, right, runner_up = map(list, zip(*facts, strict=True))
+    curve = metrics.exact_curve(inliers, coverage, verified, right, runner_up, margin=2.0, min_coverage=0.02,
+                                min_inliers=[10, 30, 31, 60, 61], n_queries=10)  # fmt: skip
+    assert curve.min_inliers.tolist() == [10, 30, 31, 60, 61]
+    assert curve.labelled.tolist() == [0.2, 0.2, 0.1, 0.1, 0.0]  # of 10 queries, 5 without a shortlist
+    assert curve.precision[:4].tolist() == [0.5, 0.5, 0.0, 0.0] and np.isnan(curve.precision[4])
+
+
 def test_percentile_interpolates_linearly_and_knows_empty():
     assert metrics.percentile([4, 1, 3, 2], 50) == 2.5
     assert metrics.percentile([1, 2, 3, 4], 95) == pytest.approx(3.85)

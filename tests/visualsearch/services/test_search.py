@@ -54,7 +54,7 @@ def test_category_filter_and_paging(catalog):
 def test_more_like_this_reuses_the_stored_vector(catalog, django_assert_max_num_queries):
     photo = catalog[4].images.first()
     search_by_image(image_id=photo.pk)  # warm the in-process index
-    with django_assert_max_num_queries(5):  # photo, its vector, generation check, images, products
+    with django_assert_max_num_queries(6):  # photo, active vocabulary, its vector, generation, images, products
         result = search_by_image(image_id=photo.pk, threshold=-1)
     assert result.matches and "embed" not in result.timings_ms and "decode" not in result.timings_ms
 
@@ -118,7 +118,7 @@ def test_timings_cover_every_stage(catalog):
 
 def test_results_load_in_constant_queries(catalog, django_assert_max_num_queries):
     search_by_image(image_bytes=scene_jpeg(0), threshold=-1)  # warm the in-process index
-    with django_assert_max_num_queries(3):  # generation check, images, products
+    with django_assert_max_num_queries(4):  # active vocabulary, generation check, images, products
         result = search_by_image(image_bytes=scene_jpeg(0), threshold=-1)
         [m.image.product.title for m in result.matches]
 

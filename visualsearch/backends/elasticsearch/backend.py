@@ -160,6 +160,23 @@ class ElasticsearchIndex(VectorIndex):
                 return []  # nothing indexed yet
         return [_hit(h) for h in response["hits"]["hits"]]
 
+    def search_words(self, words, *, limit, filters=SearchFilters()) -> list[SearchHit]:
+        unique = np.unique(np.asarray(words, dtype=np.int64))
+        if not len(unique) or limit <= 0:
+            return []
+        # One term clause per distinct word (a repeated query term would count twice); BM25 as configured on the
+        # field. The caller caps the words below the boolean clause limit.
+        query = {"bool": {"must": {"match": {"words": " ".join(map(str, unique.tolist()))}},
+                          "filter": _filter_clauses(filters)}}
+        with _unavailable_on_errors():
+            try:
+                response = self.client.search(index=self.read_alias, query=query, size=limit,
+                                              source=["product_id"], track_total_hits=False)
+            except NotFoundError:
+                return []
+        return [SearchHit(int(h["_source"]["product_id"]), int(h["_id"]), float(h["_score"]))
+                for h in response["hits"]["hits"]]
+
     def count(self) -> int:
         with _unavailable_on_errors():
             try:
@@ -227,6 +244,8 @@ def _index_action(entry: IndexEntry) -> tuple:
         "indexed_at_us": _now_us(),
         "vector": np.asarray(entry.vector, dtype=np.float32).tolist(),
     }
+    if entry.words is not None and len(entry.words):
+        doc["words"] = " ".join(map(str, np.asarray(entry.words, dtype=np.int64).tolist()))  # repeats = frequency
     return ("index", entry.image_id, doc)
 
 

@@ -32,6 +32,9 @@ def mapping(*, dim: int, index_options: dict) -> dict:
     body = ProductImageDocument._doc_type.mapping.to_dict()
     vector = DenseVectorField(dims=dim, index=True, similarity="dot_product", index_options=index_options)
     body["properties"]["vector"] = vector.to_dict()
-    body["_source"] = {"excludes": ["vector"]}  # results need ids only; vectors live in the database
+    # Visual words as terms: a `text` field (not `keyword`, which keeps no term frequencies or norms, so BM25 would
+    # collapse to summed IDFs) with a whitespace analyzer, frequencies but no positions.
+    body["properties"]["words"] = {"type": "text", "analyzer": "whitespace", "index_options": "freqs", "norms": True}
+    body["_source"] = {"excludes": ["vector", "words"]}  # results need ids only; vectors and words live in the database
     body["dynamic"] = "strict"
     return body

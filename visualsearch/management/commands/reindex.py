@@ -10,7 +10,9 @@ from catalog.models import IndexStatus, ProductImage
 from visualsearch import services
 from visualsearch.backends.base import IndexUnavailable
 from visualsearch.registry import get_extractor, get_index
-from visualsearch.services.indexing import count_entries, images_without_vectors, resync_products
+from visualsearch.services.indexing import (
+    add_missing_features, count_entries, images_without_vectors, resync_products,
+)
 
 
 class Command(BaseCommand):
@@ -80,7 +82,10 @@ class Command(BaseCommand):
         todo = ProductImage.objects.exclude(index_status=IndexStatus.INDEXED).count()
         with self._bar(todo, verbosity, "indexing") as bar:
             report = services.index_pending(batch_size=batch_size, progress=bar.update)
-        self._summary(f"{report.indexed} pending photos indexed, {report.failed} still failed or pending", report)
+        with self._bar(0, verbosity, "local features") as bar:
+            analysed = add_missing_features(progress=bar.update)
+        self._summary(f"{report.indexed} pending photos indexed, {report.failed} still failed or pending, "
+                      f"{analysed} photos given local features", report)
 
     def _resend_products(self, verbosity: int) -> None:
         started = time.monotonic()

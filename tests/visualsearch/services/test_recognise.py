@@ -1,0 +1,108 @@
+"""The recognition stage end to end through the search service: real photos, a shopper's perspective shot in
+clutter, the vocabulary trained on first `reindex`, exact vs similar, the box, recognition off."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from django.core.management import call_command
+from PIL import Image
+from skimage import data as samples
+
+from tests.conftest import encode
+from visualsearch.models import LocalFeatureSet, VisualVocabulary
+from visualsearch.services.search import EXACT, SIMILAR, Box, search_by_image
+
+PHOTOS = {"astronaut": samples.astronaut, "coffee": samples.coffee, "chelsea": samples.chelsea,
+          "rocket": samples.rocket}
+
+
+def photo(name: str) -> Image.Image:
+    return Image.fromarray(PHOTOS[name]())
+
+
+def shopper_shot(name: str, *, seed: int = 0) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """The product photographed at an angle, smaller, inside a cluttered 900×700 scene; returns the scene and the
+    product's bounding box as fractions."""
+    product = np.asarray(photo(name))
+    h, w = product.shape[:2]
+    rng = np.random.default_rng(seed)
+    scene = rng.integers(0, 255, (700, 900, 3), dtype=np.uint8)
+    scene = cv2.GaussianBlur(scene, (0, 0), 3)  # clutter with texture, not pure noise
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    target = np.float32([[180, 120], [620, 90], [650, 560], [150, 600]])
+    warped = cv2.warpPerspective(product, cv2.getPerspectiveTransform(corners, target), (900, 700))
+    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), cv2.getPerspectiveTransform(corners, target), (900, 700))
+    scene[mask > 0] = warped[mask > 0]
+    return Image.fromarray(scene), (140 / 900, 80 / 700, 660 / 900, 610 / 700)
+
+
+@pytest.fixture
+def shop(make_product, make_image, django_capture_on_commit_callbacks):
+    products = {}
+    with django_capture_on_commit_callbacks(execute=True):
+        for name in PHOTOS:
+            products[name] = make_product(relation_id=name, title=name)
+            make_image(products[name], data=encode(photo(name)), name=f"{name}.jpg")
+    call_command("reindex", verbosity=0)  # no vocabulary yet: trained on these photos, then features stored
+    return products
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_first_reindex_trains_a_vocabulary_and_stores_compact_features(shop):
+    vocabulary = VisualVocabulary.objects.get(is_active=True)
+    assert vocabulary.photos == len(PHOTOS)
+    stored = list(LocalFeatureSet.objects.all())
+    assert len(stored) == len(PHOTOS)
+    assert all(vocabulary.vocabulary_id in row.feature_id for row in stored)
+    assert all(len(row.data) <= 32 * 1024 and row.keypoints > 100 for row in stored)
+
+
+def test_a_shopper_photo_in_clutter_is_recognised_as_the_exact_product(shop):
+    scene, _ = shopper_shot("astronaut")
+    result = search_by_image(image_bytes=encode(scene), threshold=0.99)  # a high threshold: exact is always shown
+    assert result.matches, "the exact product must be shown whatever the threshold"
+    first = result.matches[0]
+    assert first.product == shop["astronaut"]
+    assert first.match == EXACT and first.inliers >= 20
+    assert all(m.match == SIMILAR for m in result.matches[1:])
+
+
+def test_the_box_limits_the_query_to_the_product(shop):
+    scene, box = shopper_shot("chelsea", seed=1)
+    result = search_by_image(image_bytes=encode(scene), box=Box(*box), threshold=-1.0)
+    assert result.matches[0].product == shop["chelsea"]
+    assert result.matches[0].match == EXACT
+
+
+def test_an_unrelated_photo_is_never_labelled_exact(shop):
+    unrelated = Image.fromarray(samples.immunohistochemistry())
+    result = search_by_image(image_bytes=encode(unrelated), threshold=-1.0)
+    assert len(result.matches) == len(PHOTOS)
+    assert all(m.match == SIMILAR for m in result.matches)
+
+
+def test_recognition_off_gives_the_global_ranking(shop, settings):
+    scene, _ = shopper_shot("astronaut")
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH,
+                             "RECOGNITION": {**settings.VISUALSEARCH["RECOGNITION"], "ENABLED": False}}
+    result = search_by_image(image_bytes=encode(scene), threshold=-1.0)
+    assert all(m.match == SIMILAR and m.inliers == 0 for m in result.matches)
+    scores = [m.score for m in result.matches]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_more_like_this_reuses_stored_features(shop, make_image):
+    twin = make_image(shop["astronaut"], data=encode(photo("astronaut").rotate(3).crop((20, 20, 500, 500))))
+    call_command("reindex", verbosity=0)
+    result = search_by_image(image_id=twin.pk, threshold=-1.0)
+    assert result.matches[0].product == shop["astronaut"] and result.matches[0].match == EXACT
+
+
+def test_recognition_costs_a_constant_number_of_queries(shop, django_assert_max_num_queries):
+    scene, _ = shopper_shot("rocket", seed=2)
+    search_by_image(image_bytes=encode(scene), threshold=-1.0)  # warm: index loaded, features cached
+    # vocabulary, generation, candidate photos, features (cache misses only), vectors, images, products
+    with django_assert_max_num_queries(7):
+        result = search_by_image(image_bytes=encode(scene), threshold=-1.0)
+    assert result.matches[0].product == shop["rocket"] and result.matches[0].match == EXACT

@@ -1,0 +1,146 @@
+"""Geometric verification: does a candidate photo show the same flat-ish object as the query, under a homography?
+
+Correspondences come from shared visual words whose Hamming-embedding signatures are close — no descriptors are
+kept or matched. A robust homography (``cv2.USAC_MAGSAC``: ~50× faster than plain RANSAC on a pair that does not
+match) is fitted from the candidate photo into the query; the photo is verified when enough correspondences agree
+with a plausible transform (non-degenerate, orientation-preserving, convex) and they cover a real part of it.
+A homography, not a similarity: perspective from a phone held at an angle is the normal case.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .vocabulary import hamming
+
+HAMMING_THRESHOLD = 24  # of 64 bits: Jégou et al.'s operating point for HE-64
+PAIRS_PER_FEATURE = 2  # a query feature may vote for at most this many candidate features (its closest ones)
+BURST_LIMIT = 16  # a word repeated more often than this in a photo (text, barcodes, patterns) is skipped
+MIN_CORRESPONDENCES = 8  # fewer cannot give a trustworthy homography
+REPROJECTION_PX = 6.0  # MAGSAC threshold, in query pixels at the analysed size (~800 px long side)
+MAX_ITERATIONS = 2000
+MAX_SIDE_RATIO = 8.0  # opposite sides of the projected outline: a steeper view than this is a chance fit
+
+
+@dataclass(frozen=True)
+class PhotoFeatures:
+    """What verification needs of one photo. ``keypoints`` float32 (n, 4) (x, y, scale, angle);
+    ``words`` int64 (n,); ``signatures`` uint64 (n,); ``width``/``height`` of the analysed image."""
+
+    keypoints: np.ndarray
+    words: np.ndarray
+    signatures: np.ndarray
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """``inliers``: correspondences consistent with the homography, counted once per feature on both sides;
+    ``coverage``: share of the candidate photo's area spanned by its inliers (convex hull), 0–1;
+    ``homography``: 3×3 candidate → query, or None when nothing verified."""
+
+    inliers: int = 0
+    coverage: float = 0.0
+    homography: np.ndarray | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.homography is not None
+
+
+NOT_VERIFIED = Verification()
+
+
+def correspondences(query: PhotoFeatures, candidate: PhotoFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (query rows, candidate rows) of features sharing a word with close signatures, int64 (m,) each."""
+    if not len(query) or not len(candidate):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    order = np.argsort(candidate.words, kind="stable")
+    sorted_words = candidate.words[order]
+    lo = np.searchsorted(sorted_words, query.words, "left")
+    counts = np.searchsorted(sorted_words, query.words, "right") - lo
+    counts[counts > BURST_LIMIT] = 0
+    total = int(counts.sum())
+    if not total:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    q_rows = np.repeat(np.arange(len(query)), counts)
+    starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    c_rows = order[starts + np.arange(total)]
+    distance = hamming(query.signatures[q_rows], candidate.signatures[c_rows])
+    close = distance <= HAMMING_THRESHOLD
+    q_rows, c_rows, distance = q_rows[close], c_rows[close], distance[close]
+    return _closest_per_feature(q_rows, c_rows, distance)
+
+
+def _closest_per_feature(q_rows, c_rows, distance) -> tuple[np.ndarray, np.ndarray]:
+    """Keep each query feature's ``PAIRS_PER_FEATURE`` closest partners (ties by candidate row: deterministic)."""
+    order = np.lexsort((c_rows, distance, q_rows))
+    q_rows, c_rows = q_rows[order], c_rows[order]
+    first = np.searchsorted(q_rows, q_rows, "left")
+    keep = np.arange(len(q_rows)) - first < PAIRS_PER_FEATURE
+    return q_rows[keep], c_rows[keep]
+
+
+def verify(query: PhotoFeatures, candidate: PhotoFeatures, *, seed: int = 0) -> Verification:
+    """Fit candidate → query and judge it (deterministic for a seed)."""
+    q_rows, c_rows = correspondences(query, candidate)
+    if len(q_rows) < MIN_CORRESPONDENCES:
+        return NOT_VERIFIED
+    source = candidate.keypoints[c_rows, :2].astype(np.float32)
+    target = query.keypoints[q_rows, :2].astype(np.float32)
+    cv2.setRNGSeed(seed)
+    homography, mask = cv2.findHomography(source, target, cv2.USAC_MAGSAC, REPROJECTION_PX,
+                                          maxIters=MAX_ITERATIONS, confidence=0.999)
+    if homography is None or mask is None:
+        return NOT_VERIFIED
+    inlier = mask.ravel().astype(bool)
+    count = min(_distinct_points(target[inlier]), _distinct_points(source[inlier]))
+    if count < MIN_CORRESPONDENCES or not plausible(homography, candidate.width, candidate.height):
+        return NOT_VERIFIED
+    return Verification(count, hull_coverage(source[inlier], candidate.width, candidate.height), homography)
+
+
+def _distinct_points(points: np.ndarray) -> int:
+    """Inliers counted by location (to the pixel), not by feature: SIFT gives one location several orientations,
+    and four physical points always fit some homography however many rows they fill."""
+    return len(np.unique(np.round(points).astype(np.int64), axis=0)) if len(points) else 0
+
+
+def plausible(homography: np.ndarray, width: int, height: int) -> bool:
+    """The candidate photo's outline maps to a convex, orientation-preserving quadrilateral of sane size."""
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64)
+    projected = cv2.perspectiveTransform(corners[None], homography.astype(np.float64))[0]
+    if not np.all(np.isfinite(projected)):
+        return False
+    edges = np.roll(projected, -1, axis=0) - projected
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    if not (np.all(turns > 0) or np.all(turns < 0)):
+        return False  # folded or twisted: points on a line or a degenerate fit
+    if np.all(turns < 0):
+        return False  # mirrored: a reflection is not a view of the same printed surface
+    area_ratio = abs(_polygon_area(projected)) / float(width * height)
+    if not 1e-3 < area_ratio < 1e3:
+        return False
+    # A view of a flat product foreshortens it, but never into a sliver: opposite sides keep comparable lengths.
+    sides = np.linalg.norm(edges, axis=1)
+    return bool(max(sides[0], sides[2]) <= MAX_SIDE_RATIO * min(sides[0], sides[2])
+                and max(sides[1], sides[3]) <= MAX_SIDE_RATIO * min(sides[1], sides[3]))
+
+
+def hull_coverage(points: np.ndarray, width: int, height: int) -> float:
+    """Share of the photo's area inside the convex hull of ``points`` (float32 (n, 2))."""
+    if len(points) < 3:
+        return 0.0
+    hull = cv2.convexHull(points.astype(np.float32))
+    return float(min(1.0, cv2.contourArea(hull) / float(width * height)))
+
+
+def _polygon_area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))

@@ -1,0 +1,149 @@
+"""The recognition stage of a search: shortlist candidates from both indexes, verify them, decide "exact".
+
+Candidates are the union of the global kNN's best products and the visual-word index's best photos (a global
+vector alone misses many real shopper photos: its top 50 holds the right product only ~78 % of the time). Each
+candidate photo is verified against the query with its stored keypoints; a product is an **exact** match when its
+best photo verifies with enough inliers, clearly more than any other product (products that share artwork — a
+brand's pack design, a series logo — can share dozens of inliers) and over a real part of the photo.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from catalog.models import ProductImage
+
+from ..backends.base import SearchFilters, SearchHit, VectorIndex
+from ..recognition.verification import NOT_VERIFIED, PhotoFeatures, Verification, verify
+from . import recognition
+from .embedding import stored_vectors
+
+# Calibrated with `manage.py evaluate --report` on the dev sets (README): at these values every "exact" label on
+# UKBench and 99.4 % on grocery-packages is the right product.
+EXACT_MIN_INLIERS = 20
+EXACT_MARGIN = 2.0  # the best product's inliers over the runner-up's
+EXACT_MIN_COVERAGE = 0.02  # share of the catalog photo spanned by the inliers
+FUSION_WEIGHT = 1 / 6  # similar results rank by cosine + log(1 + inliers) / 6 (a few inliers still say something)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One product after verification: its best photo by the verified inliers (else by global score)."""
+
+    product_id: int
+    image_id: int
+    cosine: float
+    verification: Verification = NOT_VERIFIED
+    exact: bool = False
+
+    @property
+    def rank_key(self) -> tuple:
+        if self.exact:
+            return (1, self.verification.inliers, self.cosine)
+        return (0, self.cosine + FUSION_WEIGHT * math.log1p(self.verification.inliers), 0)
+
+
+@dataclass
+class Shortlist:
+    candidates: list[Candidate]  # one per product, best first
+    stages: dict[str, set[int]] = field(default_factory=dict)  # product ids per stage, for `evaluate`
+    # Every verified candidate *photo*: cosine + FUSION_WEIGHT × log(1 + inliers); an image-level ranking for
+    # measures that rank photos, not products (UKBench's N-S in `evaluate`).
+    photo_scores: dict[int, float] = field(default_factory=dict)
+
+
+def recognise(
+    query: PhotoFeatures, vector: np.ndarray, *, index: VectorIndex, recognizer: recognition.Recognizer,
+    extractor_id: str, filters: SearchFilters, timings: dict[str, float],
+) -> Shortlist:
+    """Stage 1 (candidates) and stage 2 (verification) for one query; products ranked exact-first."""
+    opts = recognition.options()
+    with _timed(timings, "candidates_global"):
+        global_hits = index.search(vector, limit=opts["GLOBAL_CANDIDATES"], threshold=None, filters=filters)
+    with _timed(timings, "candidates_words"):
+        word_hits = _word_hits(index, query, opts, filters)
+    photos = {hit.image_id: hit for hit in [*word_hits, *global_hits]}
+    photo_scores: dict[int, float] = {}
+    with _timed(timings, "verify"):
+        candidates = _verified(query, vector, photos, recognizer, extractor_id, photo_scores)
+    stages = {
+        "global": {hit.product_id for hit in global_hits},
+        "words": {hit.product_id for hit in word_hits},
+        "union": {hit.product_id for hit in photos.values()},
+        "verified": {c.product_id for c in candidates if c.verification.verified},
+    }
+    return Shortlist(candidates, stages, photo_scores)
+
+
+def _word_hits(index: VectorIndex, query: PhotoFeatures, opts: dict, filters: SearchFilters) -> list[SearchHit]:
+    words = query_words(query.words, opts["QUERY_WORDS"])
+    if not len(words):
+        return []
+    try:
+        return index.search_words(words, limit=opts["WORD_CANDIDATES"], filters=filters)
+    except NotImplementedError:
+        return []
+
+
+def query_words(words: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` distinct words, in the order of the query's features (strongest first, as SIFT keeps
+    them): the same on every backend, and under Elasticsearch's boolean clause limit."""
+    _, first = np.unique(np.asarray(words, dtype=np.int64), return_index=True)
+    return np.asarray(words, dtype=np.int64)[np.sort(first)][:limit]
+
+
+def _verified(query, vector, photos: dict[int, SearchHit], recognizer, extractor_id: str,
+              photo_scores: dict[int, float]) -> list[Candidate]:
+    rows = ProductImage.objects.filter(pk__in=photos).values_list("pk", "sha256", "product_id")
+    shas = {pk: sha for pk, sha, _ in rows}
+    features = recognition.stored_features(shas.values(), recognizer.feature_id)
+    cosines = _cosines(vector, photos, shas, extractor_id)
+    best: dict[int, Candidate] = {}
+    for pk, sha in shas.items():
+        candidate_features = features.get(sha)
+        verdict = verify(query, candidate_features) if candidate_features is not None and len(query) else NOT_VERIFIED
+        product_id = photos[pk].product_id
+        candidate = Candidate(product_id, pk, cosines.get(pk, -1.0), verdict)
+        photo_scores[pk] = candidate.cosine + FUSION_WEIGHT * math.log1p(verdict.inliers)
+        current = best.get(product_id)
+        if current is None or _better_photo(candidate, current):
+            best[product_id] = candidate
+    return _decide(list(best.values()))
+
+
+def _better_photo(new: Candidate, old: Candidate) -> bool:
+    return (new.verification.inliers, new.cosine, -new.image_id) > (old.verification.inliers, old.cosine, -old.image_id)
+
+
+def _cosines(vector, photos: dict[int, SearchHit], shas: dict[int, str], extractor_id: str) -> dict[int, float]:
+    """The global cosine of each candidate photo (word candidates have none from their search)."""
+    vectors = stored_vectors(list(set(shas.values())), extractor_id)
+    query = np.asarray(vector, dtype=np.float32)
+    return {pk: float(vectors[sha] @ query) for pk, sha in shas.items() if sha in vectors}
+
+
+def _decide(candidates: list[Candidate]) -> list[Candidate]:
+    """Label exact matches (enough inliers, a clear margin over the next product, a real area) and rank."""
+    by_inliers = sorted(candidates, key=lambda c: -c.verification.inliers)
+    runner_up = by_inliers[1].verification.inliers if len(by_inliers) > 1 else 0
+    decided = []
+    for position, candidate in enumerate(by_inliers):
+        v = candidate.verification
+        exact = (position == 0 and v.verified and v.inliers >= EXACT_MIN_INLIERS
+                 and v.inliers >= EXACT_MARGIN * runner_up and v.coverage >= EXACT_MIN_COVERAGE)
+        decided.append(Candidate(candidate.product_id, candidate.image_id, candidate.cosine, v, exact))
+    return sorted(decided, key=lambda c: (c.rank_key, -c.image_id), reverse=True)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started) * 1000
