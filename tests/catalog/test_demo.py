@@ -49,3 +49,15 @@ def test_loading_twice_changes_nothing(demo):
 def test_a_shoppers_photo_of_a_demo_product_finds_it_first(demo, relation_id, filename):
     result = search_by_image(image_bytes=shopper_photo(filename))
     assert result.matches and result.matches[0].product.relation_id == relation_id
+
+
+@pytest.mark.parametrize("relation_id, filename", [
+    ("demo-cat-poster", "chelsea.png"), ("demo-espresso-cup", "coffee.png"), ("demo-rocket", "rocket.jpg"),
+    ("demo-astronaut-print", "astronaut.png"),
+])  # fmt: skip
+def test_after_make_run_the_demo_products_are_recognised_exactly(demo, relation_id, filename):
+    call_command("reindex", missing=True, verbosity=0, stdout=io.StringIO())  # what `make run` does next
+    get_index().refresh()
+    result = search_by_image(image_bytes=shopper_photo(filename), threshold=0.99)
+    assert result.matches and result.matches[0].product.relation_id == relation_id
+    assert result.matches[0].match == "exact"

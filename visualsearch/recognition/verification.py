@@ -78,6 +78,12 @@ def correspondences(query: PhotoFeatures, candidate: PhotoFeatures) -> tuple[np.
     return _closest_per_feature(q_rows, c_rows, distance)
 
 
+def inlier_bound(pairs: tuple[np.ndarray, np.ndarray]) -> int:
+    """The most inliers these correspondences could give (distinct query features): verifying candidates in
+    decreasing order of it allows stopping once the best verified one beats every bound left."""
+    return len(np.unique(pairs[0]))
+
+
 def _closest_per_feature(q_rows, c_rows, distance) -> tuple[np.ndarray, np.ndarray]:
     """Keep each query feature's ``PAIRS_PER_FEATURE`` closest partners (ties by candidate row: deterministic)."""
     order = np.lexsort((c_rows, distance, q_rows))
@@ -87,9 +93,10 @@ def _closest_per_feature(q_rows, c_rows, distance) -> tuple[np.ndarray, np.ndarr
     return q_rows[keep], c_rows[keep]
 
 
-def verify(query: PhotoFeatures, candidate: PhotoFeatures, *, seed: int = 0) -> Verification:
-    """Fit candidate → query and judge it (deterministic for a seed)."""
-    q_rows, c_rows = correspondences(query, candidate)
+def verify(query: PhotoFeatures, candidate: PhotoFeatures, *, seed: int = 0,
+           pairs: tuple[np.ndarray, np.ndarray] | None = None) -> Verification:
+    """Fit candidate → query and judge it (deterministic for a seed); ``pairs``: precomputed correspondences."""
+    q_rows, c_rows = correspondences(query, candidate) if pairs is None else pairs
     if len(q_rows) < MIN_CORRESPONDENCES:
         return NOT_VERIFIED
     source = candidate.keypoints[c_rows, :2].astype(np.float32)

@@ -19,7 +19,9 @@ import numpy as np
 from catalog.models import ProductImage
 
 from ..backends.base import SearchFilters, SearchHit, VectorIndex
-from ..recognition.verification import NOT_VERIFIED, PhotoFeatures, Verification, verify
+from ..recognition.verification import (
+    MIN_CORRESPONDENCES, NOT_VERIFIED, PhotoFeatures, Verification, correspondences, inlier_bound, verify,
+)
 from . import recognition
 from .embedding import stored_vectors
 
@@ -103,10 +105,11 @@ def _verified(query, vector, photos: dict[int, SearchHit], recognizer, extractor
     shas = {pk: sha for pk, sha, _ in rows}
     features = recognition.stored_features(shas.values(), recognizer.feature_id)
     cosines = _cosines(vector, photos, shas, extractor_id)
+    verdicts = _verify_until_clear(query, {pk: features.get(sha) for pk, sha in shas.items()},
+                                   {pk: hit.product_id for pk, hit in photos.items()})
     best: dict[int, Candidate] = {}
-    for pk, sha in shas.items():
-        candidate_features = features.get(sha)
-        verdict = verify(query, candidate_features) if candidate_features is not None and len(query) else NOT_VERIFIED
+    for pk in shas:
+        verdict = verdicts.get(pk, NOT_VERIFIED)
         product_id = photos[pk].product_id
         candidate = Candidate(product_id, pk, cosines.get(pk, -1.0), verdict)
         photo_scores[pk] = candidate.cosine + FUSION_WEIGHT * math.log1p(verdict.inliers)
@@ -114,6 +117,32 @@ def _verified(query, vector, photos: dict[int, SearchHit], recognizer, extractor
         if current is None or _better_photo(candidate, current):
             best[product_id] = candidate
     return _decide(list(best.values()))
+
+
+def _verify_until_clear(query: PhotoFeatures, features: dict[int, PhotoFeatures | None],
+                        products: dict[int, int]) -> dict[int, Verification]:
+    """Verify photos in decreasing order of their possible inliers and stop at a clear winner: once the best
+    product's inliers exceed EXACT_MARGIN × every bound left, no unverified photo could change "exact" (their
+    inliers then only nudge the order of similar results, which stay ranked by cosine)."""
+    pairs = {pk: correspondences(query, f) for pk, f in features.items() if f is not None and len(query)}
+    order = sorted(pairs, key=lambda pk: (-inlier_bound(pairs[pk]), pk))
+    verdicts: dict[int, Verification] = {}
+    best: dict[int, int] = {}  # product → inliers
+    for position, pk in enumerate(order):
+        bound = inlier_bound(pairs[pk])
+        if bound < MIN_CORRESPONDENCES:
+            break  # sorted: no later photo can verify either
+        leader = max(best.values(), default=0)
+        if leader >= EXACT_MIN_INLIERS and leader >= EXACT_MARGIN * bound and _leader_is_clear(best):
+            break
+        verdicts[pk] = verify(query, features[pk], pairs=pairs[pk])
+        best[products[pk]] = max(best.get(products[pk], 0), verdicts[pk].inliers)
+    return verdicts
+
+
+def _leader_is_clear(best: dict[int, int]) -> bool:
+    ranked = sorted(best.values(), reverse=True)
+    return len(ranked) < 2 or ranked[0] >= EXACT_MARGIN * ranked[1]
 
 
 def _better_photo(new: Candidate, old: Candidate) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.db.models import QuerySet
-from PIL import Image
+from PIL import Image, ImageOps
 
 from catalog.models import Product, ProductImage
 
@@ -86,6 +86,8 @@ class Query:
 
     vector: np.ndarray
     features: PhotoFeatures | None = None
+    # Local features of the photo flipped left-right, computed only if asked: selfie cameras and some apps mirror.
+    mirrored: Callable[[], PhotoFeatures] | None = None
 
 
 QueryBuilder = Callable[[FeatureExtractor, "recognition.Recognizer | None", dict], Query]
@@ -160,6 +162,12 @@ def _search(build: QueryBuilder, *, limit, offset, threshold, category, exclude_
     if recognizer is not None and query.features is not None:
         shortlist = recognise(query.features, query.vector, index=index, recognizer=recognizer,
                               extractor_id=extractor.id, filters=filters, timings=timings)
+        if query.mirrored is not None and not shortlist.stages["verified"]:  # SIFT is not mirror-invariant
+            with _timed(timings, "local_features"):
+                flipped = query.mirrored()
+            retry = recognise(flipped, query.vector, index=index, recognizer=recognizer, extractor_id=extractor.id,
+                              filters=filters, timings=timings)
+            shortlist = retry if retry.stages["verified"] else shortlist
         with _timed(timings, "search"):
             ranked = _recognised_first(shortlist.candidates, query.vector, index, filters, threshold, offset + limit)
         hits = ranked[offset : offset + limit]
@@ -210,7 +218,9 @@ def _uploaded_query(image_bytes: bytes | None, image: Image.Image | None, box: B
         if recognizer is None:
             return Query(vector)
         with _timed(timings, "local_features"):
-            return Query(vector, recognizer.photo_features(pixels, recognizer.query_side))
+            features = recognizer.photo_features(pixels, recognizer.query_side)
+        mirror = lambda: recognizer.photo_features(ImageOps.mirror(pixels), recognizer.query_side)  # noqa: E731
+        return Query(vector, features, mirror)
 
     return build
 

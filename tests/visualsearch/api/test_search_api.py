@@ -30,7 +30,8 @@ def test_search_returns_products_best_first(api, catalog):
     assert body["extractor"] and body["took_ms"] > 0
     first = body["results"][0]
     assert first["relation_id"] == "sku-2"
-    assert set(first) >= {"relation_id", "score", "product", "matched_image"}
+    assert set(first) >= {"relation_id", "match", "score", "inliers", "product", "matched_image"}
+    assert first["match"] in ("exact", "similar") and first["inliers"] >= 0
     assert set(first["product"]) >= {"id", "title", "url", "price", "category"}
     assert first["matched_image"]["url"].startswith("http://testserver/media/")
     scores = [r["score"] for r in body["results"]]
@@ -171,3 +172,30 @@ def test_throttle_cannot_be_dodged_with_forwarded_for(api, catalog, monkeypatch)
     ]
     assert statuses == [200, 200, 429]
     cache.clear()
+
+
+@pytest.mark.parametrize("box", ["0.1,0.2,0.6", "a,b,c,d", "0.6,0.2,0.1,0.9", "0,0,1.5,1", "-0.1,0,1,1",
+                                 "0.1,0.1,0.11,0.9", "nan,0,1,1", "0.1,0.2,0.6,0.9,0.1"])
+def test_a_nonsense_box_is_a_400_naming_the_field(api, catalog, box):
+    response = api.post(URL, {"image": upload(scene_jpeg(1)), "box": box}, format="multipart")
+    assert response.status_code == 400, response.content
+    assert "box" in response.json()["error"]["fields"]
+
+
+def test_a_box_with_image_id_is_a_400(api, catalog):
+    image_id = catalog[1].images.first().pk
+    response = api.post(URL, {"image_id": image_id, "box": "0,0,1,1"}, format="json")
+    assert response.status_code == 400
+    assert "box" in response.json()["error"]["fields"]
+
+
+def test_a_box_limits_the_query_to_that_part_of_the_photo(api, catalog):
+    # Left half: product 2's picture; right half: product 4's. The box picks which one is searched.
+    left, right = scene(2, size=(256, 256)), scene(4, size=(256, 256))
+    both = Image.new("RGB", (512, 256))
+    both.paste(left, (0, 0))
+    both.paste(right, (256, 0))
+    for box, expected in (("0,0,0.5,1", "sku-2"), ("0.5,0,1,1", "sku-4")):
+        response = api.post(URL, {"image": upload(encode(both)), "box": box, "threshold": -1}, format="multipart")
+        assert response.status_code == 200, response.content
+        assert response.json()["results"][0]["relation_id"] == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from PIL import Image
 from skimage import data as samples
@@ -106,3 +107,17 @@ def test_recognition_costs_a_constant_number_of_queries(shop, django_assert_max_
     with django_assert_max_num_queries(7):
         result = search_by_image(image_bytes=encode(scene), threshold=-1.0)
     assert result.matches[0].product == shop["rocket"] and result.matches[0].match == EXACT
+
+
+def test_a_mirrored_photo_is_recognised_by_the_retry(shop):
+    scene, _ = shopper_shot("coffee", seed=3)
+    result = search_by_image(image_bytes=encode(scene.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), threshold=-1.0)
+    assert result.matches[0].product == shop["coffee"] and result.matches[0].match == EXACT
+
+
+def test_the_shopper_page_labels_the_recognised_product(shop, client):
+    scene, _ = shopper_shot("rocket", seed=4)
+    upload = SimpleUploadedFile("shot.jpg", encode(scene), content_type="image/jpeg")
+    response = client.post("/", {"image": upload})
+    assert response.status_code == 200
+    assert response.content.decode().count("Same product") == 1
