@@ -239,6 +239,8 @@ VISUALSEARCH = {
         "TRAINING_DESCRIPTORS": 1_000_000,
         "GLOBAL_CANDIDATES": env.int("VISUALSEARCH_GLOBAL_CANDIDATES", default=30),  # products from the CNN kNN
         "WORD_CANDIDATES": env.int("VISUALSEARCH_WORD_CANDIDATES", default=30),  # photos from the visual words
+        # Catalogs with at most this many photos verify every photo sharing a word with the query (no shortlist).
+        "EXHAUSTIVE_BELOW": env.int("VISUALSEARCH_EXHAUSTIVE_BELOW", default=300),
         "QUERY_WORDS": 600,  # distinct words per word query (Elasticsearch's boolean clause limit is >= 1024)
     },
 }

@@ -111,7 +111,8 @@ def train(descriptors: np.ndarray, *, words: int = 65_536, seed: int = 0, iterat
         centres = _kmeans(members, min(k2, len(members)), seed + 1 + cell, iterations)
         fine[cell, : len(centres)], fine_counts[cell] = centres, len(centres)
     fine = _as_stored(fine)  # what `to_bytes` keeps: the id and every assignment must survive a round trip
-    vocabulary = Vocabulary(coarse, fine, fine_counts, _projection(seed), np.zeros((k1 * k2, SIGNATURE_BITS), np.float32))
+    unset = np.zeros((k1 * k2, SIGNATURE_BITS), np.float32)
+    vocabulary = Vocabulary(coarse, fine, fine_counts, _projection(seed), unset)
     return _with_medians(vocabulary, descriptors)
 
 

@@ -9,9 +9,6 @@ brand's pack design, a series logo — can share dozens of inliers) and over a r
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +21,7 @@ from ..recognition.verification import (
 )
 from . import recognition
 from .embedding import stored_vectors
+from .timing import timed
 
 # Calibrated with `manage.py evaluate --report` on the dev sets (README): at these values every "exact" label on
 # UKBench and 99.4 % on grocery-packages is the right product.
@@ -65,13 +63,14 @@ def recognise(
 ) -> Shortlist:
     """Stage 1 (candidates) and stage 2 (verification) for one query; products ranked exact-first."""
     opts = recognition.options()
-    with _timed(timings, "candidates_global"):
-        global_hits = index.search(vector, limit=opts["GLOBAL_CANDIDATES"], threshold=None, filters=filters)
-    with _timed(timings, "candidates_words"):
-        word_hits = _word_hits(index, query, opts, filters)
+    global_limit, word_limit = _candidate_limits(index, opts)
+    with timed(timings, "candidates_global"):
+        global_hits = index.search(vector, limit=global_limit, threshold=None, filters=filters)
+    with timed(timings, "candidates_words"):
+        word_hits = _word_hits(index, query, word_limit, opts, filters)
     photos = {hit.image_id: hit for hit in [*word_hits, *global_hits]}
     photo_scores: dict[int, float] = {}
-    with _timed(timings, "verify"):
+    with timed(timings, "verify"):
         candidates = _verified(query, vector, photos, recognizer, extractor_id, photo_scores)
     stages = {
         "global": {hit.product_id for hit in global_hits},
@@ -82,12 +81,23 @@ def recognise(
     return Shortlist(candidates, stages, photo_scores)
 
 
-def _word_hits(index: VectorIndex, query: PhotoFeatures, opts: dict, filters: SearchFilters) -> list[SearchHit]:
+def _candidate_limits(index: VectorIndex, opts: dict) -> tuple[int, int]:
+    """(products from the kNN, photos from the words). A small catalog is verified exhaustively — every photo that
+    shares a word with the query — since a shortlist could only lose the right product there, and early exit
+    keeps it cheap; a large one gets the configured shortlist."""
+    photos = index.count()
+    if photos <= opts["EXHAUSTIVE_BELOW"]:
+        return max(photos, 1), max(photos, 1)
+    return opts["GLOBAL_CANDIDATES"], opts["WORD_CANDIDATES"]
+
+
+def _word_hits(index: VectorIndex, query: PhotoFeatures, limit: int, opts: dict,
+               filters: SearchFilters) -> list[SearchHit]:
     words = query_words(query.words, opts["QUERY_WORDS"])
     if not len(words):
         return []
     try:
-        return index.search_words(words, limit=opts["WORD_CANDIDATES"], filters=filters)
+        return index.search_words(words, limit=limit, filters=filters)
     except NotImplementedError:
         return []
 
@@ -168,11 +178,3 @@ def _decide(candidates: list[Candidate]) -> list[Candidate]:
         decided.append(Candidate(candidate.product_id, candidate.image_id, candidate.cosine, v, exact))
     return sorted(decided, key=lambda c: (c.rank_key, -c.image_id), reverse=True)
 
-
-@contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started) * 1000

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +21,7 @@ from . import recognition
 from .embedding import load_stored_image, stored_vectors
 from .indexing import ensure_loaded
 from .recognise import Candidate, recognise
+from .timing import timed
 
 
 class UnknownImage(LookupError):
@@ -163,18 +163,18 @@ def _search(build: QueryBuilder, *, limit, offset, threshold, category, exclude_
         shortlist = recognise(query.features, query.vector, index=index, recognizer=recognizer,
                               extractor_id=extractor.id, filters=filters, timings=timings)
         if query.mirrored is not None and not shortlist.stages["verified"]:  # SIFT is not mirror-invariant
-            with _timed(timings, "local_features"):
+            with timed(timings, "local_features"):
                 flipped = query.mirrored()
             retry = recognise(flipped, query.vector, index=index, recognizer=recognizer, extractor_id=extractor.id,
                               filters=filters, timings=timings)
             shortlist = retry if retry.stages["verified"] else shortlist
-        with _timed(timings, "search"):
+        with timed(timings, "search"):
             ranked = _recognised_first(shortlist.candidates, query.vector, index, filters, threshold, offset + limit)
         hits = ranked[offset : offset + limit]
     else:
-        with _timed(timings, "search"):
+        with timed(timings, "search"):
             hits = index.search(query.vector, limit=limit, offset=offset, threshold=threshold, filters=filters)
-    with _timed(timings, "assemble"):
+    with timed(timings, "assemble"):
         matches = load_matches(hits)
     timings["total"] = (time.perf_counter() - started) * 1000
     if shortlist is None:
@@ -209,15 +209,15 @@ def _uploaded_query(image_bytes: bytes | None, image: Image.Image | None, box: B
     def build(extractor: FeatureExtractor, recognizer, timings: dict) -> Query:
         pixels = image
         if pixels is None:
-            with _timed(timings, "decode"):
+            with timed(timings, "decode"):
                 pixels = decode_query(image_bytes or b"")
         if box is not None:
             pixels = box.crop(pixels)
-        with _timed(timings, "embed"):
+        with timed(timings, "embed"):
             vector = extractor.embed_one(pixels)
         if recognizer is None:
             return Query(vector)
-        with _timed(timings, "local_features"):
+        with timed(timings, "local_features"):
             features = recognizer.photo_features(pixels, recognizer.query_side)
         mirror = lambda: recognizer.photo_features(ImageOps.mirror(pixels), recognizer.query_side)  # noqa: E731
         return Query(vector, features, mirror)
@@ -246,11 +246,11 @@ def _stored_vector_of(photo: ProductImage) -> QueryBuilder:
         if stored is not None:
             return stored
         try:
-            with _timed(timings, "decode"):
+            with timed(timings, "decode"):
                 pixels = load_stored_image(photo)
         except (OSError, ImageRejected) as exc:  # its file is gone or damaged: the photo's state, not the request
             raise ImageUnavailable(photo.pk) from exc
-        with _timed(timings, "embed"):
+        with timed(timings, "embed"):
             return extractor.embed_one(pixels)
 
     return build
@@ -270,11 +270,3 @@ def load_matches(hits: list[SearchHit]) -> list[ProductMatch]:
                                         getattr(hit, "inliers", 0)))
     return matches
 
-
-@contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started) * 1000

@@ -8,13 +8,7 @@ from visualsearch.backends.base import IndexEntry, SearchFilters, SearchHit
 
 def reference_search(entries, vector, *, limit, offset=0, threshold=None, filters=SearchFilters()) -> list[SearchHit]:
     best: dict[int, SearchHit] = {}
-    for entry in entries:
-        if filters.active_only and not entry.is_active:
-            continue
-        if filters.category is not None and entry.category != filters.category:
-            continue
-        if entry.image_id in filters.exclude_image_ids:
-            continue
+    for entry in filter(lambda e: passes(e, filters), entries):
         score = float(np.dot(entry.vector, vector))
         if threshold is not None and score < threshold:
             continue
@@ -23,6 +17,12 @@ def reference_search(entries, vector, *, limit, offset=0, threshold=None, filter
             best[entry.product_id] = SearchHit(entry.product_id, entry.image_id, score)
     ranked = sorted(best.values(), key=lambda h: (-h.score, h.image_id))
     return ranked[offset : offset + limit]
+
+
+def passes(entry: IndexEntry, filters: SearchFilters) -> bool:
+    return ((entry.is_active or not filters.active_only)
+            and (filters.category is None or entry.category == filters.category)
+            and entry.image_id not in filters.exclude_image_ids)
 
 
 def random_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -65,13 +65,7 @@ def reference_word_search(entries, words, *, limit, filters=SearchFilters(), k1=
     query = set(int(w) for w in words)
     df = {w: sum(1 for e in with_words if w in set(e.words.tolist())) for w in query}
     hits = []
-    for entry in with_words:
-        if filters.active_only and not entry.is_active:
-            continue
-        if filters.category is not None and entry.category != filters.category:
-            continue
-        if entry.image_id in filters.exclude_image_ids:
-            continue
+    for entry in filter(lambda e: passes(e, filters), with_words):
         counts = {}
         for w in entry.words.tolist():
             counts[w] = counts.get(w, 0) + 1
@@ -94,5 +88,6 @@ def entries_with_words(n: int, dim: int, *, products: int, vocabulary: int = 400
     for entry in entries:
         count = int(rng.integers(20, 120))
         words = np.minimum(rng.zipf(1.3, size=count), vocabulary).astype(np.int64) - 1
-        result.append(IndexEntry(entry.image_id, entry.product_id, entry.vector, entry.category, entry.is_active, words))
+        result.append(IndexEntry(entry.image_id, entry.product_id, entry.vector, entry.category, entry.is_active,
+                                 words))
     return result
