@@ -3,6 +3,8 @@
 Waits first (up to 10 minutes, polling every 30 s) until the load average is ≤ 1.5, so other people's test runs
 do not distort the numbers; the load before, after the wait and at the end goes into every JSON file.
 The end-to-end benchmark reuses the 10k-photo catalog that the bulk-indexing benchmark has just indexed.
+``--recognition 10000,100000`` adds the recognition benchmark (bench/recognition.py) at those catalog sizes; it is
+off by default because it adds ~10 min at 10k and ~30 min at 100k photos.
 """
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ import argparse
 import time
 from typing import Any
 
-from . import bulk_indexing, e2e_search, seed_baseline, vector_search
+from . import bulk_indexing, e2e_search, recognition, seed_baseline, vector_search
 from .common import (elasticsearch_url, fmt, load_average, log, machine_info, print_tables, table, times,
                      wait_for_quiet, write_json)  # fmt: skip
 
 QUICK = {"images": 300, "requests": 10, "seed_images": 20, "sizes": [2_000, 10_000], "es_sizes": [2_000],
          "queries": 30}  # fmt: skip
+QUICK_RECOGNITION = {"recognition": [600], "recognition_real": 60}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -29,9 +32,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-es", action="store_true", help="skip Elasticsearch in e2e and vector search")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (~3 min), not for numbers")
+    parser.add_argument("--recognition", type=vector_search._sizes, default=[], metavar="SIZES",
+                        help="also run bench.recognition at these catalog sizes, e.g. 10000,100000 (off: adds "
+                             "~10 min at 10k, ~30 min at 100k)")  # fmt: skip
+    parser.add_argument("--recognition-real", type=int, default=500, help="real photos in bench.recognition (500)")
     args = parser.parse_args(argv)
     if args.quick:
         vars(args).update(QUICK)
+        if args.recognition:
+            vars(args).update(QUICK_RECOGNITION)
     if args.no_es:
         args.es_sizes = []
     return args
@@ -64,6 +73,11 @@ def run_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     timed_run("seed_baseline", lambda: seed_baseline.run(images=args.seed_images))
     timed_run("vector_search", lambda: vector_search.run(sizes=args.sizes, es_sizes=args.es_sizes,
                                                          queries=args.queries, variants_at=args.es_sizes[-1:]))
+    for size in args.recognition:
+        timed_run(f"recognition_{size}", lambda size=size: recognition.run(
+            images=size, real=min(args.recognition_real, size), requests=args.requests, warmup=5,
+            mirrored=5, per_product=4, words="catalog", noise_cos="auto", with_embedded=True,
+            with_es=not args.no_es))  # fmt: skip
     return payloads
 
 
@@ -92,6 +106,20 @@ def summary_table(p: dict[str, dict[str, Any]]) -> str:
                          f"p50 {fmt(r['perturbed']['latency_ms']['p50'])} ms, recall@10 "
                          f"{r['random']['recall_at_10']:.3f} random / {r['perturbed']['recall_at_10']:.3f} perturbed",
                          "-"])  # fmt: skip
+    for name, r in p.items():
+        if not name.startswith("recognition_"):
+            continue
+        c, costs = r["config"], r["indexing"]
+        rows.append([f"5. local features per photo ({c['real']} real photos)",
+                     f"{fmt(costs['total_with_store_mean_ms'])} ms mean (SIFT p50 "
+                     f"{fmt(costs['steps_ms']['SIFT (detect + describe + RootSIFT)']['p50'])} ms) vs global vector "
+                     f"{fmt(costs['global_vector_ms_per_photo'])} ms",
+                     times(costs["total_with_store_mean_ms"] / costs["global_vector_ms_per_photo"])])  # fmt: skip
+        for label, b in r["backends"].items():
+            t = b["timed"]
+            rows.append([f"5. e2e search, recognition on, {label}, {c['indexed']:,} photos ({c['real']} real)",
+                         f"HTTP p50 {fmt(t['http_ms']['p50'])} / p95 {fmt(t['http_ms']['p95'])} ms, recall@1 "
+                         f"{t['recall_at_1']:.3f}, exact@1 {t['exact_at_1']:.3f}", "-"])  # fmt: skip
     return table("Summary", ["benchmark", "result", "ratio"], rows)
 
 

@@ -6,6 +6,13 @@ Started by :meth:`bench.site.Site.job` with the site's environment (temp var dir
   content hash and size come from the photo manifest and the files are hard-linked into MEDIA_ROOT here.
 - ``reindex``: build the model first (not timed: a server or worker has it loaded already), then time
   ``manage.py reindex`` run through ``call_command``, with each phase timed by wrapping the functions it calls.
+  ``--per-photo`` also records every call of the local-feature steps (decode, resize, SIFT, words, signatures,
+  pack) while photos are analysed for storage, for per-photo percentiles.
+- ``train-vocabulary``: ``recognition.train_vocabulary`` on the catalog (not activated: the next ``reindex``
+  puts it live, as ``manage.py train_vocabulary`` does), optionally sized as production would size it for a
+  larger catalog (see :mod:`bench.recognition`).
+- ``synthesize``: grow a catalog of real, indexed photos to N photos with synthetic ones derived from the real
+  stored vectors and local features (see :mod:`bench.recognition` for the recipe).
 """
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +64,7 @@ def _link(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def reindex(batch_size: int) -> dict[str, Any]:
+def reindex(batch_size: int, per_photo: bool = False) -> dict[str, Any]:
     from django.core.management import call_command
     from PIL import Image
 
@@ -68,6 +77,7 @@ def reindex(batch_size: int) -> dict[str, Any]:
     extractor.embed_one(Image.new("RGB", (224, 224)))  # build the model outside the timed part
     warm_up_s = time.perf_counter() - started
     phases = _instrument(extractor, index)
+    samples = _instrument_local_features() if per_photo else None
     stdout = io.StringIO()
     started = time.perf_counter()
     call_command("reindex", batch_size=batch_size, verbosity=0, stdout=stdout)
@@ -84,6 +94,7 @@ def reindex(batch_size: int) -> dict[str, Any]:
         "extractor": extractor.id,
         "index": type(index).__name__,
         "batch_size": batch_size,
+        "per_photo_s": samples.samples if samples is not None else None,
     }
 
 
@@ -96,16 +107,84 @@ def _instrument(extractor, index) -> PhaseTimer:
     embedding._store = phases.wrap("store vectors (DB)", embedding._store)
     extractor.embed = phases.wrap("embed (resize + CNN)", extractor.embed)
     index.rebuild = phases.wrap("index rebuild (read vectors + load)", index.rebuild)
+    try:
+        from visualsearch.services import recognition
+    except ImportError:  # a revision without the recognition stage
+        return phases
+    # Called through the module by services.indexing: wrapping the module attributes times them. The two do not
+    # overlap (training analyses its own sample of photos first, then every photo is analysed for storage).
+    recognition.train_vocabulary = phases.wrap("vocabulary training (SIFT on a sample + k-means)",
+                                               recognition.train_vocabulary)  # fmt: skip
+    recognition.store_features = phases.wrap("local features (decode + SIFT + words + store)",
+                                             recognition.store_features)  # fmt: skip
     return phases
+
+
+@dataclass
+class CallSamples:
+    """Seconds of every call per step, recorded only while ``active`` (one call per photo and step)."""
+
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    active: bool = False
+
+    def wrap(self, step: str, function: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            if not self.active:
+                return function(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.samples.setdefault(step, []).append(time.perf_counter() - started)
+
+        return wrapper
+
+    def scope(self, step: str, function: Callable) -> Callable:
+        """Record ``function``'s total seconds per call and switch recording on inside it."""
+
+        def wrapper(*args, **kwargs):
+            self.active = True
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.active = False
+                self.samples.setdefault(step, []).append(time.perf_counter() - started)
+
+        return wrapper
+
+
+def _instrument_local_features() -> CallSamples:
+    """Per-call seconds of each local-feature step, only inside ``recognition.store_features`` (so training's own
+    analysis of its sample is not counted). The wrappers sit where ``store_features`` looks the functions up:
+    module attributes, and the Vocabulary class for its methods."""
+    from visualsearch.recognition import features, packing, vocabulary
+    from visualsearch.services import recognition
+
+    calls = CallSamples()
+    recognition.load_for_features = calls.wrap("decode", recognition.load_for_features)
+    features.greyscale = calls.wrap("greyscale + resize", features.greyscale)
+    features.extract = calls.wrap("SIFT (detect + describe + RootSIFT)", features.extract)
+    vocabulary.Vocabulary.assign = calls.wrap("assign words", vocabulary.Vocabulary.assign)
+    vocabulary.Vocabulary.signatures = calls.wrap("signatures", vocabulary.Vocabulary.signatures)
+    packing.pack = calls.wrap("pack", packing.pack)
+    recognition.store_features = calls.scope("store_features batch", recognition.store_features)
+    return calls
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.jobs")
-    parser.add_argument("job", choices=["populate", "reindex"])
+    parser.add_argument("job", choices=["populate", "reindex", "train-vocabulary", "synthesize"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--manifest", type=Path)
     parser.add_argument("--per-product", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--per-photo", action="store_true", help="reindex: per-call local-feature timings")
+    parser.add_argument("--words", default="catalog", help="train-vocabulary: 'catalog', 'sample' or a size")
+    parser.add_argument("--catalog-size", type=int, default=0, help="train-vocabulary/synthesize: N photos")
+    parser.add_argument("--noise-cos", default="auto", help="synthesize: cosine of a synthetic vector to its base")
+    parser.add_argument("--groups", type=Path, help="synthesize: JSON list, a group key per real photo")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     if not os.environ.get("DJANGO_VAR_DIR"):
@@ -117,8 +196,17 @@ def main() -> None:
     django.setup()
     if args.job == "populate":
         result = populate(args.manifest, args.per_product)
+    elif args.job == "reindex":
+        result = reindex(args.batch_size, per_photo=args.per_photo)
     else:
-        result = reindex(args.batch_size)
+        from . import recognition_jobs
+
+        if args.job == "train-vocabulary":
+            result = recognition_jobs.train_vocabulary(args.words, args.catalog_size)
+        else:
+            groups = json.loads(args.groups.read_text()) if args.groups else None
+            result = recognition_jobs.synthesize(args.catalog_size, args.per_product, args.noise_cos, groups,
+                                                 args.seed)  # fmt: skip
     args.out.write_text(json.dumps(result))
 
 

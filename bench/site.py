@@ -52,6 +52,9 @@ class Site:
             "DJANGO_DEBUG": "0",  # DEBUG keeps every SQL query in memory; production runs without it
             "DJANGO_SECRET_KEY": "bench-only-not-secret",
             "VISUALSEARCH_THROTTLE_RATE": "100000/min",
+            # The global-path benchmarks (bulk indexing, e2e search, seed baseline) measure the CNN path alone;
+            # bench.recognition turns the local-feature stage on for its own site.
+            "VISUALSEARCH_RECOGNITION": "off",
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONUNBUFFERED": "1",
         })  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import threading
 import warnings
@@ -60,11 +61,15 @@ def read_limited(stream: BinaryIO, max_bytes: int) -> bytes:
     return data
 
 
-def decode_image(data: bytes, *, max_pixels: int, min_side: int | None = DRAFT_MIN_SIDE) -> Image.Image:
+def decode_image(
+    data: bytes, *, max_pixels: int, min_side: int | None = DRAFT_MIN_SIDE, long_side: int | None = None
+) -> Image.Image:
     """Decode bytes into an upright RGB image, or raise ImageRejected.
 
     The image is reduced by an integer factor while both sides stay ≥ ``min_side`` (JPEG decodes at that scale
     directly); a stage that needs more detail asks for a larger ``min_side``, ``None`` keeps every pixel.
+    ``long_side`` instead keeps the *long* side ≥ that many pixels, whatever the aspect ratio (local features are
+    computed at a fixed long side).
     """
     if not data:
         raise ImageRejected("empty", "The uploaded file is empty.")
@@ -73,6 +78,8 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int | None = DRAFT_M
         try:
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
             _check_pixels(image, max_pixels)
+            if long_side:
+                min_side = max(1, math.ceil(long_side * min(image.size) / max(image.size)))
             with _decode_slot():
                 return _decode(image, min_side)
         except ImageRejected:

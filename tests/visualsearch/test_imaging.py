@@ -215,3 +215,11 @@ def test_concurrent_decodes_are_capped(settings, monkeypatch):
     for thread in threads:
         thread.join()
     assert peak == 2
+
+
+@pytest.mark.parametrize("size", [(1152, 864), (864, 1152), (1600, 1600), (2400, 800)])
+def test_a_long_side_is_kept_whatever_the_aspect_ratio(size):
+    data = encode(Image.new("RGB", size, (120, 30, 200)))
+    decoded = decode_image(data, max_pixels=16_000_000, long_side=800)
+    assert 800 <= max(decoded.size) < 2 * 800 or max(decoded.size) == max(size)
+    assert decoded.size[0] / decoded.size[1] == pytest.approx(size[0] / size[1], rel=0.01)

@@ -182,13 +182,7 @@ def load_for_features(photo: ProductImage, long_side: int) -> Image.Image:
     """A stored photo decoded large enough for local features (reduced decode down to about ``long_side``)."""
     with photo.image.open("rb") as stored:
         data = stored.read()
-    return decode_image(data, max_pixels=settings.VISUALSEARCH["MAX_PIXELS"], min_side=_min_side_for(long_side))
-
-
-def _min_side_for(long_side: int) -> int:
-    # decode_image keeps both sides ≥ min_side when it reduces; half the long side keeps the long side ≥ long_side
-    # for any aspect ratio up to 2:1, and greyscale() then resizes exactly.
-    return max(1, long_side // 2)
+    return decode_image(data, max_pixels=settings.VISUALSEARCH["MAX_PIXELS"], long_side=long_side)
 
 
 # --- stored features ------------------------------------------------------------------------------------------------

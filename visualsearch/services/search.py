@@ -96,8 +96,10 @@ QueryBuilder = Callable[[FeatureExtractor, "recognition.Recognizer | None", dict
 def decode_query(image_bytes: bytes) -> Image.Image:
     """An uploaded query photo, decoded at the size the search needs (larger when local features are computed).
     Decode once and pass the pixels on (``search_by_image(image=...)``) when the caller needs them too."""
-    min_side = recognition.options()["QUERY_LONG_SIDE"] // 2 if recognition.enabled() else DRAFT_MIN_SIDE
-    return decode_image(image_bytes, max_pixels=settings.VISUALSEARCH["MAX_PIXELS"], min_side=min_side)
+    if recognition.enabled():
+        return decode_image(image_bytes, max_pixels=settings.VISUALSEARCH["MAX_PIXELS"],
+                            long_side=recognition.options()["QUERY_LONG_SIDE"])
+    return decode_image(image_bytes, max_pixels=settings.VISUALSEARCH["MAX_PIXELS"], min_side=DRAFT_MIN_SIDE)
 
 
 def search_by_image(
