@@ -94,7 +94,9 @@ def augment(image: Image.Image, *, seed: str) -> bytes:
     """A deterministic variation of a photo, as a shop might have another product shot like it: a 60–95 % crop,
     a rotation of up to ±15°, a colour, brightness and contrast shift, re-encoded as JPEG."""
     rng = random.Random(seed)  # str seeds are hashed with SHA-512: the same on every run and machine
-    image = ImageOps.contain(image.convert("RGB"), (COPY_SIDE, COPY_SIDE))
+    image = image.convert("RGB")
+    if max(image.size) > COPY_SIDE:  # never enlarged: a copy is no sharper than its original
+        image = ImageOps.contain(image, (COPY_SIDE, COPY_SIDE))
     w, h = image.size
     scale = rng.uniform(0.60, 0.95)
     cw, ch = max(1, round(w * scale)), max(1, round(h * rng.uniform(max(0.6, scale - 0.1), min(0.95, scale + 0.1))))

@@ -23,14 +23,13 @@ def ns_score_of(
     query_ids: Sequence[int],
     entries: Sequence[IndexEntry],
     *,
-    first: Sequence[Mapping[int, float]] | None = None,
+    fused: Sequence[Mapping[int, float]] | None = None,
 ) -> float | None:
     """N-S over the indexed photos of ``gallery`` ((image id, group) pairs) for the queries' own photos; a query
     whose photo could not be embedded is left out.
 
-    Without ``first``, photos rank by exact cosine similarity of the stored vectors. With it (one mapping per
-    query: image id → score, recognition's verified candidate photos), those photos rank first by that score and
-    every other photo after them by cosine similarity.
+    Photos rank by exact cosine similarity of the stored vectors; ``fused`` (one mapping per query: image id →
+    score, recognition's ``photo_scores``) puts a fused score in place of the cosine of the photos it names.
     """
     vectors = {entry.image_id: entry.vector for entry in entries}
     ranked = [(image_id, group) for image_id, group in gallery if image_id in vectors]
@@ -41,10 +40,10 @@ def ns_score_of(
     matrix = np.stack([vectors[image_id] for image_id, _ in ranked])
     groups = [group for _, group in ranked]
     query_rows = [position[query_ids[n]] for n in chosen]
-    if first is None:
+    if fused is None:
         return ns_score(matrix, groups, query_rows)
-    preferred = [{position[i]: s for i, s in first[n].items() if i in position} for n in chosen]
-    return ns_score(matrix, groups, query_rows, first=preferred)
+    replaced = [{position[i]: s for i, s in fused[n].items() if i in position} for n in chosen]
+    return ns_score(matrix, groups, query_rows, fused=replaced)
 
 
 def ann_recall(

@@ -50,13 +50,14 @@ def ns_score(
     query_rows: Sequence[int],
     top: int = NS_TOP,
     *,
-    first: Sequence[Mapping[int, float]] | None = None,
+    fused: Sequence[Mapping[int, float]] | None = None,
 ) -> float:
     """UKBench N-S score: mean number of same-group photos among each query's ``top`` nearest photos, by exact
     cosine similarity over ``vectors`` (unit rows). The query counts as its own first hit, as in the benchmark.
 
-    ``first`` (one per query: row → score) re-ranks: those rows come right after the query, by that score
-    (highest first), and every other row after them by cosine similarity.
+    ``fused`` (one mapping per query: row → score) gives some rows another score in place of their cosine
+    similarity: recognition's cosine + log(1 + inliers) / 6 of the photos it verified, so every photo is ranked by
+    the same fused score (a photo without inliers by its cosine alone).
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     groups = np.asarray(groups)
@@ -67,23 +68,15 @@ def ns_score(
     for start in range(0, len(query_rows), _NS_CHUNK):
         chunk = query_rows[start : start + _NS_CHUNK]
         scores = vectors[chunk] @ vectors.T
-        if first is not None:
+        if fused is not None:
             scores = scores.astype(np.float64)  # fused scores can differ by less than float32 resolves
-            for n, preferred in enumerate(first[start : start + _NS_CHUNK]):
-                rows = np.fromiter(preferred.keys(), dtype=np.int64, count=len(preferred))
-                values = np.fromiter(preferred.values(), dtype=np.float64, count=len(preferred))
-                scores[n, rows] = _above(scores[n], values)
+            for n, replaced in enumerate(fused[start : start + _NS_CHUNK]):
+                rows = np.fromiter(replaced.keys(), dtype=np.int64, count=len(replaced))
+                scores[n, rows] = np.fromiter(replaced.values(), dtype=np.float64, count=len(replaced))
         scores[np.arange(len(chunk)), chunk] = np.inf  # itself first, even against an identical duplicate
         nearest = np.argsort(-scores, axis=1, kind="stable")[:, :top]
         found.extend((groups[nearest] == groups[chunk][:, None]).sum(axis=1))
     return float(np.mean(found))
-
-
-def _above(cosines: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``values`` shifted above every cosine similarity (≤ 1) while keeping their order."""
-    if not len(values):
-        return values.astype(cosines.dtype)
-    return (values - values.min() + 2.0 + max(0.0, float(cosines.max(initial=0.0)))).astype(cosines.dtype)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

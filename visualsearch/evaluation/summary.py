@@ -110,6 +110,7 @@ def _recognition(result: EvaluationResult) -> dict[str, Any]:
         "local_features_keypoints_per_photo": _round(stats.mean_keypoints, 1),
         "candidates_global": stats.global_candidates if ran else None,
         "candidates_words": stats.word_candidates if ran else None,
+        "candidates_exhaustive": stats.exhaustive if ran else None,
         **{f"stage_recall_{stage}": _round(_share(queries, lambda q: q.stages.get(stage, False)) if ran else None)
            for stage in STAGE_NAMES},  # fmt: skip
         "exact_rate": _round(len(exact) / len(queries) if ran and queries else None),

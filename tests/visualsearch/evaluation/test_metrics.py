@@ -53,18 +53,20 @@ def test_ns_score_puts_the_query_first_even_against_an_identical_duplicate():
     assert metrics.ns_score(vectors, ["x", "y", "y"], [2], top=1) == 1.0
 
 
-def test_ns_score_ranks_preferred_photos_first_by_their_score_then_the_rest_by_cosine():
-    # Query 0 (group a): by cosine, b photos 3 and 4 come before its group's photos 1 and 2.
+def test_ns_score_with_fused_scores_puts_them_in_place_of_the_cosine():
+    # Query 0 (group a): by cosine, b photos 4 (0.95) and 3 (0.9) come before its group's photos 1 (0.6), 2 (0.5).
     vectors = np.array([[1.0, 0.0], [0.6, 0.8], [0.5, 0.866], [0.9, 0.436], [0.95, 0.312], [0.0, 1.0]])
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     groups = ["a", "a", "a", "b", "b", "c"]
     assert metrics.ns_score(vectors, groups, [0], top=3) == 1.0  # itself, 4 (b), 3 (b)
-    # Recognition verified photos 2 and 1 (2 scores higher): they come first, whatever their cosine.
-    assert metrics.ns_score(vectors, groups, [0], top=3, first=[{2: 1.1, 1: 0.7}]) == 3.0
-    # One verified photo (of the wrong group) first, then the rest by cosine: 5 (c) then 4 (b).
-    assert metrics.ns_score(vectors, groups, [0], top=3, first=[{5: -0.5}]) == 1.0
-    # The query stays first even when it is among the preferred ones; an empty mapping is the cosine ranking.
-    assert metrics.ns_score(vectors, groups, [0, 0], top=2, first=[{0: 0.0, 1: 5.0}, {}]) == 1.5
+    # Recognition verified photos 2 and 1: their fused scores lift them above the b photos.
+    assert metrics.ns_score(vectors, groups, [0], top=3, fused=[{2: 1.1, 1: 0.97}]) == 3.0
+    # Only 2 lifted: itself, 2, then 4 by cosine.
+    assert metrics.ns_score(vectors, groups, [0], top=3, fused=[{2: 1.1}]) == 2.0
+    # A candidate without inliers keeps its cosine: it does not jump ahead of better photos.
+    assert metrics.ns_score(vectors, groups, [0], top=3, fused=[{5: 0.0}]) == 1.0
+    # The query stays first even when it is named; an empty mapping is the cosine ranking.
+    assert metrics.ns_score(vectors, groups, [0, 0], top=2, fused=[{0: 0.0, 1: 5.0}, {}]) == 1.5
 
 
 def test_exact_curve_replays_the_exact_rule_over_minimum_inliers():
