@@ -34,6 +34,9 @@ class PhotoFeatures:
     signatures: np.ndarray
     width: int
     height: int
+    # A query with several words per feature (see Vocabulary.assign_multiple) repeats its rows once per word;
+    # its candidate search uses only each feature's nearest word, given here.
+    search_words: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.words)
@@ -78,10 +81,10 @@ def correspondences(query: PhotoFeatures, candidate: PhotoFeatures) -> tuple[np.
     return _closest_per_feature(q_rows, c_rows, distance)
 
 
-def inlier_bound(pairs: tuple[np.ndarray, np.ndarray]) -> int:
-    """The most inliers these correspondences could give (distinct query features): verifying candidates in
+def inlier_bound(query: PhotoFeatures, pairs: tuple[np.ndarray, np.ndarray]) -> int:
+    """The most inliers these correspondences could give (distinct query locations): verifying candidates in
     decreasing order of it allows stopping once the best verified one beats every bound left."""
-    return len(np.unique(pairs[0]))
+    return _distinct_points(query.keypoints[np.unique(pairs[0]), :2])
 
 
 def _closest_per_feature(q_rows, c_rows, distance) -> tuple[np.ndarray, np.ndarray]:

@@ -60,6 +60,16 @@ class Vocabulary:
         _, words = self._searcher.search(descriptors, 1)
         return words.ravel().astype(np.int64)
 
+    def assign_multiple(self, descriptors: np.ndarray, k: int) -> np.ndarray:
+        """int64 (n, k): each descriptor's ``k`` nearest fine centres in its nearest coarse cell, nearest first
+        (-1 where the cell has fewer). Query-side multiple assignment (Jégou et al. 2010): a large vocabulary cuts
+        the space finely, and a shopper's view of a feature often lands in a neighbouring word of the catalog's."""
+        descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
+        if not len(descriptors):
+            return np.empty((0, k), dtype=np.int64)
+        _, words = self._searcher.search(descriptors, k)
+        return words.astype(np.int64)
+
     def assign_reference(self, descriptors: np.ndarray) -> np.ndarray:
         """``assign`` in plain numpy, cell by cell (slower; the definition the faiss search must agree with)."""
         descriptors = np.asarray(descriptors, dtype=np.float32)

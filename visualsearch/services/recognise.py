@@ -93,7 +93,7 @@ def _candidate_limits(index: VectorIndex, opts: dict) -> tuple[int, int]:
 
 def _word_hits(index: VectorIndex, query: PhotoFeatures, limit: int, opts: dict,
                filters: SearchFilters) -> list[SearchHit]:
-    words = query_words(query.words, opts["QUERY_WORDS"])
+    words = query_words(query.words if query.search_words is None else query.search_words, opts["QUERY_WORDS"])
     if not len(words):
         return []
     try:
@@ -135,11 +135,12 @@ def _verify_until_clear(query: PhotoFeatures, features: dict[int, PhotoFeatures 
     product's inliers exceed EXACT_MARGIN × every bound left, no unverified photo could change "exact" (their
     inliers then only nudge the order of similar results, which stay ranked by cosine)."""
     pairs = {pk: correspondences(query, f) for pk, f in features.items() if f is not None and len(query)}
-    order = sorted(pairs, key=lambda pk: (-inlier_bound(pairs[pk]), pk))
+    bounds = {pk: inlier_bound(query, found) for pk, found in pairs.items()}
+    order = sorted(pairs, key=lambda pk: (-bounds[pk], pk))
     verdicts: dict[int, Verification] = {}
     best: dict[int, int] = {}  # product → inliers
     for position, pk in enumerate(order):
-        bound = inlier_bound(pairs[pk])
+        bound = bounds[pk]
         if bound < MIN_CORRESPONDENCES:
             break  # sorted: no later photo can verify either
         leader = max(best.values(), default=0)

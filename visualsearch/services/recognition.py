@@ -56,6 +56,18 @@ class Recognizer:
     def feature_id(self) -> str:
         return f"rootsift{self.max_features}x{self.catalog_side}-{self.vocabulary_id}"
 
+    def query_features(self, image: Image.Image, assignments: int) -> PhotoFeatures:
+        """A query's features: each feature under its ``assignments`` nearest words (rows repeated per word, each
+        with the signature relative to that word), searching candidates with the nearest word only."""
+        local = features.extract(features.greyscale(image, self.query_side), max_features=self.max_features)
+        words = self.vocabulary.assign_multiple(local.descriptors, max(1, assignments))
+        first = words[:, 0] if len(words) else np.empty(0, np.int64)
+        rows, order = np.nonzero(words >= 0)
+        by_rank = np.lexsort((rows, order))  # all nearest words first, then all second nearest, ...
+        rows, chosen = rows[by_rank], words[rows[by_rank], order[by_rank]]
+        signatures = self.vocabulary.signatures(local.descriptors[rows], chosen)
+        return PhotoFeatures(local.keypoints[rows], chosen, signatures, local.width, local.height, first)
+
     def photo_features(self, image: Image.Image, long_side: int) -> PhotoFeatures:
         local = features.extract(features.greyscale(image, long_side), max_features=self.max_features)
         words = self.vocabulary.assign(local.descriptors)

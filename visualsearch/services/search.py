@@ -219,9 +219,10 @@ def _uploaded_query(image_bytes: bytes | None, image: Image.Image | None, box: B
             vector = extractor.embed_one(pixels)
         if recognizer is None:
             return Query(vector)
+        assignments = recognition.options()["QUERY_ASSIGNMENTS"]
         with timed(timings, "local_features"):
-            features = recognizer.photo_features(pixels, recognizer.query_side)
-        mirror = lambda: recognizer.photo_features(ImageOps.mirror(pixels), recognizer.query_side)  # noqa: E731
+            features = recognizer.query_features(pixels, assignments)
+        mirror = lambda: recognizer.query_features(ImageOps.mirror(pixels), assignments)  # noqa: E731
         return Query(vector, features, mirror)
 
     return build

@@ -168,3 +168,18 @@ def test_hamming_is_symmetric_and_zero_on_itself():
     values = np.random.default_rng(0).integers(0, 2**63, 50, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     np.testing.assert_array_equal(hamming(values, values), 0)
     np.testing.assert_array_equal(hamming(values, values[::-1]), hamming(values[::-1], values))
+
+
+def test_multiple_assignment_starts_with_the_nearest_word_and_stays_in_its_cell():
+    rng = np.random.default_rng(11)
+    data = np.abs(rng.normal(size=(4000, 128))).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    vocabulary = train(data, words=1024, seed=0)
+    queries = data[:200] + rng.normal(scale=0.01, size=(200, 128)).astype(np.float32)
+    words = vocabulary.assign_multiple(queries, 3)
+    assert words.shape == (200, 3)
+    np.testing.assert_array_equal(words[:, 0], vocabulary.assign_reference(queries))
+    k2 = vocabulary.fine.shape[1]
+    valid = words >= 0
+    assert np.all((words // k2)[valid] == np.repeat(words[:, :1] // k2, 3, axis=1)[valid])  # one coarse cell
+    assert len(np.unique(words[valid])) > len(np.unique(words[:, 0]))  # the extra words are other words
