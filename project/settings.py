@@ -242,9 +242,11 @@ VISUALSEARCH = {
         # Catalogs with at most this many photos verify every photo sharing a word with the query (no shortlist).
         "EXHAUSTIVE_BELOW": env.int("VISUALSEARCH_EXHAUSTIVE_BELOW", default=300),
         "QUERY_WORDS": 600,
-        # Words per query feature for verification (multiple assignment): large vocabularies split a feature's
-        # views over neighbouring words; 3 kept +3 points of recall@1 and more exact labels at 38k words (grocery).
-        "QUERY_ASSIGNMENTS": env.int("VISUALSEARCH_QUERY_ASSIGNMENTS", default=3),  # distinct words per word query (Elasticsearch's boolean clause limit is >= 1024)
+        # Words per query feature for verification (multiple assignment), for vocabularies of at least
+        # MULTIPLE_ASSIGNMENT_WORDS words: large vocabularies split a feature's views over neighbouring words (3 gave
+        # +3 points of recall@1 at 38k words on grocery); small ones do better with 1.
+        "QUERY_ASSIGNMENTS": env.int("VISUALSEARCH_QUERY_ASSIGNMENTS", default=3),
+        "MULTIPLE_ASSIGNMENT_WORDS": 16_384,  # distinct words per word query (Elasticsearch's boolean clause limit is >= 1024)
     },
 }
 

@@ -219,7 +219,7 @@ def _uploaded_query(image_bytes: bytes | None, image: Image.Image | None, box: B
             vector = extractor.embed_one(pixels)
         if recognizer is None:
             return Query(vector)
-        assignments = recognition.options()["QUERY_ASSIGNMENTS"]
+        assignments = recognition.query_assignments(recognizer)
         with timed(timings, "local_features"):
             features = recognizer.query_features(pixels, assignments)
         mirror = lambda: recognizer.query_features(ImageOps.mirror(pixels), assignments)  # noqa: E731

@@ -121,3 +121,25 @@ def test_the_shopper_page_labels_the_recognised_product(shop, client):
     response = client.post("/", {"image": upload})
     assert response.status_code == 200
     assert response.content.decode().count("Same product") == 1
+
+
+def test_multiple_assignment_keeps_the_exact_match(shop, settings):
+    recognition_settings = {**settings.VISUALSEARCH["RECOGNITION"], "MULTIPLE_ASSIGNMENT_WORDS": 1}
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "RECOGNITION": recognition_settings}  # 3 words per feature
+    scene, _ = shopper_shot("chelsea", seed=5)
+    result = search_by_image(image_bytes=encode(scene), threshold=-1.0)
+    assert result.matches[0].product == shop["chelsea"] and result.matches[0].match == EXACT
+    assert all(m.match == SIMILAR for m in result.matches[1:])
+
+
+def test_query_features_repeat_each_feature_once_per_word(shop):
+    from visualsearch.services.recognition import active_recognizer
+
+    recognizer = active_recognizer()
+    scene, _ = shopper_shot("rocket", seed=6)
+    single = recognizer.photo_features(scene, recognizer.query_side)
+    multiple = recognizer.query_features(scene, 3)
+    n = len(single)
+    assert n < len(multiple) <= 3 * n
+    np.testing.assert_array_equal(multiple.search_words, single.words)  # candidates: the nearest word only
+    np.testing.assert_array_equal(multiple.words[:n], single.words)  # nearest words first, then the others
