@@ -64,7 +64,8 @@ def sync_images(image_ids: Iterable[int]) -> None:
 def _sync_chunk(image_ids: list[int], extractor: FeatureExtractor) -> None:
     images = list(ProductImage.objects.filter(pk__in=image_ids))
     outcome = embed_images(images, extractor) if images else EmbedOutcome()
-    local_errors = _store_local_features([i for i in images if i.pk not in outcome.errors])
+    recognizer = recognition.active_recognizer() if images and recognition.enabled() else None
+    local_errors = _store_local_features([i for i in images if i.pk not in outcome.errors], recognizer)
     embedded_as = {image.pk: image.sha256 for image in images}
     # The version and the product's fields are taken *after* the model ran (and stored its vectors): a product
     # change committed meanwhile is either read here, or re-sent by its own sync with a later version, which wins.
@@ -78,7 +79,7 @@ def _sync_chunk(image_ids: list[int], extractor: FeatureExtractor) -> None:
     for pk in unusable:
         _mark([(pk, same[pk].sha256)], IndexStatus.FAILED, outcome.errors[pk])
     marks = [(pk, row.sha256) for pk, row in ready.items()]
-    words = _stored_words(row.sha256 for row in ready.values())
+    words = _stored_words((row.sha256 for row in ready.values()), recognizer.feature_id) if recognizer else {}
     entries = [_entry(pk, row, outcome.vectors[row.sha256], words.get(row.sha256)) for pk, row in ready.items()]
     if _write(stale, entries, version, marks):
         _mark([m for m in marks if m[0] not in local_errors], IndexStatus.INDEXED, "")
@@ -86,11 +87,10 @@ def _sync_chunk(image_ids: list[int], extractor: FeatureExtractor) -> None:
             _mark([m for m in marks if m[0] == pk], IndexStatus.INDEXED, reason)
 
 
-def _store_local_features(images: Sequence[ProductImage]) -> dict[int, str]:
+def _store_local_features(images: Sequence[ProductImage], recognizer) -> dict[int, str]:
     """Local features for photos whose content has none under the active vocabulary (none yet: nothing to do,
     `reindex` trains one). Never fails the sync: a photo that cannot be analysed keeps its global vector."""
-    recognizer = recognition.active_recognizer() if images and recognition.enabled() else None
-    if recognizer is None:
+    if recognizer is None or not images:
         return {}
     try:
         return recognition.store_features(images, recognizer)

@@ -230,11 +230,8 @@ def store_features(photos: Sequence[ProductImage], recognizer: Recognizer) -> di
         rows.append(LocalFeatureSet(sha256=photo.sha256, feature_id=recognizer.feature_id, keypoints=len(found),
                                     data=packing.pack(found)))
     LocalFeatureSet.objects.bulk_create(rows, ignore_conflicts=True)
-    return {pk: reason for pk, reason in errors.items() if _sha_of(photos, pk) not in done}
-
-
-def _sha_of(photos: Sequence[ProductImage], pk: int) -> str:
-    return next(p.sha256 for p in photos if p.pk == pk)
+    content = {photo.pk: photo.sha256 for photo in photos}
+    return {pk: reason for pk, reason in errors.items() if content[pk] not in done}
 
 
 def photos_without_features(feature_id: str):
