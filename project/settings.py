@@ -160,11 +160,31 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Visual search -----------------------------------------------------------------------------------------------
+
+
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# EfficientNet-Lite0 runs on ONNX Runtime (faster for one query, no TensorFlow in the process) or TensorFlow; both
+# give the same vectors under the same id, so switching needs no reindex.
+_EXTRACTOR_RUNTIME = env("VISUALSEARCH_EXTRACTOR_RUNTIME", default="onnxruntime")
+if _EXTRACTOR_RUNTIME not in ("onnxruntime", "tensorflow"):
+    raise ImproperlyConfigured("VISUALSEARCH_EXTRACTOR_RUNTIME must be 'onnxruntime' or 'tensorflow'")
 # Extractors and indexes are chosen like CACHES: an alias → {"BACKEND": dotted path, "OPTIONS": {...}}.
 _EXTRACTORS = {
     "efficientnet_lite0": {
         "BACKEND": "visualsearch.extractors.efficientnet_lite0.EfficientNetLite0Extractor",
-        "OPTIONS": {"weights": env("VISUALSEARCH_WEIGHTS", default=None)},
+        "OPTIONS": {
+            "weights": env("VISUALSEARCH_WEIGHTS", default=None),
+            "runtime": _EXTRACTOR_RUNTIME,
+            # ONNX Runtime threads per embed call. A web worker embeds one query at a time, so by default that
+            # query gets every usable core; with W workers on C cores give each about C / W (0 = ONNX Runtime's
+            # choice). TensorFlow has its own pools (VISUALSEARCH_TF_*_THREADS below).
+            "intra_op_threads": env.int("VISUALSEARCH_ORT_INTRA_THREADS", default=_usable_cpus()),
+            # The ONNX model is written from the weights at the first start and reused by later ones.
+            "cache_dir": str(VAR_DIR / "models"),
+        },
     },
     "vgg16": {
         "BACKEND": "visualsearch.extractors.vgg16.VGG16Extractor",
@@ -202,10 +222,6 @@ else:
 VISUALSEARCH_INDEXES = {"default": _INDEX}
 
 
-def _usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 VISUALSEARCH = {
     # Minimum cosine similarity for a product to be shown. Calibrate on your own photos with
     # `manage.py evaluate DATASET_DIR --report DIR`: it recommends the lowest threshold that keeps precision
@@ -234,6 +250,10 @@ VISUALSEARCH = {
         "MAX_FEATURES": env.int("VISUALSEARCH_RECOGNITION_FEATURES", default=1000),  # per photo and per query
         "CATALOG_LONG_SIDE": 1024,  # catalog photos are analysed at this size (once, when indexed)
         "QUERY_LONG_SIDE": 800,  # queries at this one (per search: the cost shoppers wait for)
+        # Queries are first analysed at this smaller size (SIFT costs ~40 % less) and again at QUERY_LONG_SIDE only
+        # when that finds no exact match: most shopper photos of a stocked product are recognised at once.
+        # 0 = always the full size.
+        "FAST_QUERY_LONG_SIDE": env.int("VISUALSEARCH_RECOGNITION_FAST_SIDE", default=640),
         "WORDS": env.int("VISUALSEARCH_VOCABULARY_WORDS", default=65_536),  # upper bound; small catalogs get fewer
         "TRAINING_PHOTOS": 4000,  # photos sampled from the catalog to train a vocabulary
         "TRAINING_DESCRIPTORS": 1_000_000,

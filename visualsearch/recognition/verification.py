@@ -81,10 +81,62 @@ def correspondences(query: PhotoFeatures, candidate: PhotoFeatures) -> tuple[np.
     return _closest_per_feature(q_rows, c_rows, distance)
 
 
+def correspondences_many(query: PhotoFeatures, candidates: list[PhotoFeatures]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``correspondences(query, c)`` for every candidate of a shortlist, with the same pairs in the same order, in one
+    pass: the candidates' features are sorted by (word, candidate, row) together and the query searched once, so a
+    60-photo shortlist costs a dozen numpy calls instead of a dozen per photo (their overhead dominated)."""
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
+    sizes = np.array([len(c) for c in candidates], dtype=np.int64)
+    if not len(query) or not sizes.sum():
+        return [empty] * len(candidates)
+    owners = np.repeat(np.arange(len(candidates)), sizes)
+    rows = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    words = np.concatenate([np.asarray(c.words, dtype=np.int64) for c in candidates])
+    signatures = np.concatenate([c.signatures for c in candidates])
+    # One int64 key instead of a three-key lexsort (~3× faster); a stable sort keeps rows ascending within a photo.
+    order = np.argsort(words * len(candidates) + owners, kind="stable")
+    keep = order[~_in_bursts(words[order], owners[order])]
+    words, owners, rows, signatures = words[keep], owners[keep], rows[keep], signatures[keep]
+    lo = np.searchsorted(words, query.words, "left")
+    counts = np.searchsorted(words, query.words, "right") - lo
+    total = int(counts.sum())
+    if not total:
+        return [empty] * len(candidates)
+    q_rows = np.repeat(np.arange(len(query)), counts)
+    at = np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(total)
+    distance = hamming(query.signatures[q_rows], signatures[at])
+    close = distance <= HAMMING_THRESHOLD
+    q_rows, at, distance = q_rows[close], at[close], distance[close]
+    # Per candidate and query feature, its PAIRS_PER_FEATURE closest partners (ties by candidate row).
+    order = np.argsort(((owners[at] * len(query) + q_rows) * 65 + distance) * int(sizes.max()) + rows[at], kind="stable")
+    q_rows, at = q_rows[order], at[order]
+    group = owners[at] * len(query) + q_rows
+    nearest = np.arange(len(group)) - np.searchsorted(group, group, "left") < PAIRS_PER_FEATURE
+    q_rows, at = q_rows[nearest], at[nearest]
+    bounds = np.searchsorted(owners[at], np.arange(len(candidates) + 1))
+    return [(q_rows[a:b], rows[at[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _in_bursts(words: np.ndarray, owners: np.ndarray) -> np.ndarray:
+    """Mask of sorted features whose word occurs more than BURST_LIMIT times in their own photo."""
+    starts = np.flatnonzero(np.r_[True, (words[1:] != words[:-1]) | (owners[1:] != owners[:-1])])
+    lengths = np.diff(np.r_[starts, len(words)])
+    return np.repeat(lengths > BURST_LIMIT, lengths)
+
+
 def inlier_bound(query: PhotoFeatures, pairs: tuple[np.ndarray, np.ndarray]) -> int:
     """The most inliers these correspondences could give (distinct query locations): verifying candidates in
     decreasing order of it allows stopping once the best verified one beats every bound left."""
     return _distinct_points(query.keypoints[np.unique(pairs[0]), :2])
+
+
+def inlier_bounds(query: PhotoFeatures, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
+    """``inlier_bound`` of each candidate's pairs, with the query's locations labelled once, not per candidate."""
+    if not len(query):
+        return [0] * len(pairs)
+    _, location = np.unique(np.round(query.keypoints[:, :2]).astype(np.int64), axis=0, return_inverse=True)
+    location = location.ravel()
+    return [len(np.unique(location[q_rows])) for q_rows, _ in pairs]
 
 
 def _closest_per_feature(q_rows, c_rows, distance) -> tuple[np.ndarray, np.ndarray]:

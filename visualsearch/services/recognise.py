@@ -17,7 +17,7 @@ from catalog.models import ProductImage
 
 from ..backends.base import SearchFilters, SearchHit, VectorIndex
 from ..recognition.verification import (
-    MIN_CORRESPONDENCES, NOT_VERIFIED, PhotoFeatures, Verification, correspondences, inlier_bound, verify,
+    MIN_CORRESPONDENCES, NOT_VERIFIED, PhotoFeatures, Verification, correspondences_many, inlier_bounds, verify,
 )
 from . import recognition
 from .embedding import stored_vectors
@@ -134,8 +134,10 @@ def _verify_until_clear(query: PhotoFeatures, features: dict[int, PhotoFeatures 
     """Verify photos in decreasing order of their possible inliers and stop at a clear winner: once the best
     product's inliers exceed EXACT_MARGIN × every bound left, no unverified photo could change "exact" (their
     inliers then only nudge the order of similar results, which stay ranked by cosine)."""
-    pairs = {pk: correspondences(query, f) for pk, f in features.items() if f is not None and len(query)}
-    bounds = {pk: inlier_bound(query, found) for pk, found in pairs.items()}
+    stored = [pk for pk, f in features.items() if f is not None]
+    found = correspondences_many(query, [features[pk] for pk in stored])
+    pairs = dict(zip(stored, found))
+    bounds = dict(zip(stored, inlier_bounds(query, found)))
     order = sorted(pairs, key=lambda pk: (-bounds[pk], pk))
     verdicts: dict[int, Verification] = {}
     best: dict[int, int] = {}  # product → inliers

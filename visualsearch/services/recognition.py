@@ -56,10 +56,11 @@ class Recognizer:
     def feature_id(self) -> str:
         return f"rootsift{self.max_features}x{self.catalog_side}-{self.vocabulary_id}"
 
-    def query_features(self, image: Image.Image, assignments: int) -> PhotoFeatures:
+    def query_features(self, image: Image.Image, assignments: int, long_side: int | None = None) -> PhotoFeatures:
         """A query's features: each feature under its ``assignments`` nearest words (rows repeated per word, each
         with the signature relative to that word), searching candidates with the nearest word only."""
-        local = features.extract(features.greyscale(image, self.query_side), max_features=self.max_features)
+        grey = features.greyscale(image, long_side or self.query_side)
+        local = features.extract(grey, max_features=self.max_features)
         words = self.vocabulary.assign_multiple(local.descriptors, max(1, assignments))
         first = words[:, 0] if len(words) else np.empty(0, np.int64)
         rows, order = np.nonzero(words >= 0)

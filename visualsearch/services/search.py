@@ -88,6 +88,8 @@ class Query:
     features: PhotoFeatures | None = None
     # Local features of the photo flipped left-right, computed only if asked: selfie cameras and some apps mirror.
     mirrored: Callable[[], PhotoFeatures] | None = None
+    # Local features at the full query size when ``features`` were computed smaller (the fast first pass).
+    full_size: Callable[[], PhotoFeatures] | None = None
 
 
 QueryBuilder = Callable[[FeatureExtractor, "recognition.Recognizer | None", dict], Query]
@@ -164,6 +166,12 @@ def _search(build: QueryBuilder, *, limit, offset, threshold, category, exclude_
     if recognizer is not None and query.features is not None:
         shortlist = recognise(query.features, query.vector, index=index, recognizer=recognizer,
                               extractor_id=extractor.id, filters=filters, timings=timings)
+        if query.full_size is not None and not any(c.exact for c in shortlist.candidates):
+            # The fast pass recognised nothing for sure: the full-size analysis decides, as if there were no cascade.
+            with timed(timings, "local_features_full"):
+                full = query.full_size()
+            shortlist = recognise(full, query.vector, index=index, recognizer=recognizer, extractor_id=extractor.id,
+                                  filters=filters, timings=timings)
         if query.mirrored is not None and not shortlist.stages["verified"]:  # SIFT is not mirror-invariant
             with timed(timings, "local_features"):
                 flipped = query.mirrored()
@@ -220,12 +228,23 @@ def _uploaded_query(image_bytes: bytes | None, image: Image.Image | None, box: B
         if recognizer is None:
             return Query(vector)
         assignments = recognition.query_assignments(recognizer)
+        fast_side = _fast_side(pixels, recognizer)
         with timed(timings, "local_features"):
-            features = recognizer.query_features(pixels, assignments)
+            features = recognizer.query_features(pixels, assignments, fast_side)
         mirror = lambda: recognizer.query_features(ImageOps.mirror(pixels), assignments)  # noqa: E731
-        return Query(vector, features, mirror)
+        full_size = (lambda: recognizer.query_features(pixels, assignments)) if fast_side else None  # noqa: E731
+        return Query(vector, features, mirror, full_size)
 
     return build
+
+
+def _fast_side(pixels: Image.Image, recognizer) -> int | None:
+    """The first-pass analysis size of the query cascade, or None when the photo would be analysed at the full
+    query size anyway (small photos, or the cascade turned off)."""
+    fast = recognition.options().get("FAST_QUERY_LONG_SIDE") or 0
+    if 0 < fast < recognizer.query_side and max(pixels.size) > fast:
+        return fast
+    return None
 
 
 def _photo(image_id: int, photos: QuerySet[ProductImage]) -> ProductImage:

@@ -7,7 +7,7 @@ import pytest
 from visualsearch.recognition import features
 from visualsearch.recognition.verification import (
     BURST_LIMIT, HAMMING_THRESHOLD, MIN_CORRESPONDENCES, NOT_VERIFIED, PAIRS_PER_FEATURE, PhotoFeatures,
-    correspondences, hull_coverage, plausible, verify,
+    correspondences, correspondences_many, hull_coverage, inlier_bound, inlier_bounds, plausible, verify,
 )
 from visualsearch.recognition.vocabulary import hamming
 
@@ -135,6 +135,30 @@ def test_correspondences_match_brute_force():
         pairs = set(zip(q_rows.tolist(), c_rows.tolist()))
         assert len(pairs) == len(q_rows)  # no duplicates
         assert pairs == brute_force_correspondences(query, candidate)
+
+
+def test_a_whole_shortlist_gets_the_same_correspondences_as_one_candidate_at_a_time():
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 2**63, 40, dtype=np.uint64)
+
+    def random_features(n, words=12):
+        chosen = rng.integers(0, words, n)
+        flips = rng.integers(0, 2**63, n, dtype=np.uint64) & rng.integers(0, 2**63, n, dtype=np.uint64)
+        signatures = base[chosen % 40] ^ np.where(rng.random(n) < 0.5, flips, flips & np.uint64(0xFFFF))
+        return synthetic(rng.uniform(0, 600, (n, 2)), chosen, signatures)
+
+    query = random_features(150)
+    # bursts (a word 20 times in one photo), empty photos, photos sharing nothing, ordinary ones
+    shortlist = [random_features(n, words) for n, words in [(80, 12), (0, 12), (30, 200), (200, 12), (20, 1), (5, 40)]]
+    together = correspondences_many(query, shortlist)
+    assert len(together) == len(shortlist)
+    for candidate, (q_rows, c_rows) in zip(shortlist, together):
+        alone = correspondences(query, candidate)
+        assert q_rows.tolist() == alone[0].tolist() and c_rows.tolist() == alone[1].tolist()
+    assert inlier_bounds(query, together) == [inlier_bound(query, pairs) for pairs in together]
+    assert sum(len(q) for q, _ in together) > 100  # the comparison was not vacuous
+    nothing = correspondences_many(synthetic(np.empty((0, 2)), []), shortlist)
+    assert len(nothing) == len(shortlist) and all(len(q) == len(c) == 0 for q, c in nothing)
 
 
 def test_correspondences_need_close_signatures():

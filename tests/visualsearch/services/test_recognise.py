@@ -143,3 +143,26 @@ def test_query_features_repeat_each_feature_once_per_word(shop):
     assert n < len(multiple) <= 3 * n
     np.testing.assert_array_equal(multiple.search_words, single.words)  # candidates: the nearest word only
     np.testing.assert_array_equal(multiple.words[:n], single.words)  # nearest words first, then the others
+
+
+def test_a_photo_recognised_in_the_fast_pass_is_not_analysed_again(shop):
+    scene, _ = shopper_shot("astronaut", seed=7)  # 900 px wide: above the fast first-pass size
+    result = search_by_image(image_bytes=encode(scene), threshold=-1.0)
+    assert result.matches[0].product == shop["astronaut"] and result.matches[0].match == EXACT
+    assert "local_features_full" not in result.timings_ms
+
+
+def test_without_an_exact_match_in_the_fast_pass_the_full_size_decides(shop, settings):
+    recognition_settings = {**settings.VISUALSEARCH["RECOGNITION"], "FAST_QUERY_LONG_SIDE": 48}  # too small to tell
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "RECOGNITION": recognition_settings}
+    scene, _ = shopper_shot("astronaut", seed=7)
+    result = search_by_image(image_bytes=encode(scene), threshold=-1.0)
+    assert "local_features_full" in result.timings_ms
+    assert result.matches[0].product == shop["astronaut"] and result.matches[0].match == EXACT
+
+
+def test_an_unrelated_photo_larger_than_the_fast_size_is_never_labelled_exact(shop):
+    unrelated = Image.fromarray(samples.immunohistochemistry()).resize((900, 900))
+    result = search_by_image(image_bytes=encode(unrelated), threshold=-1.0)
+    assert "local_features_full" in result.timings_ms  # nothing sure in the fast pass: the full size was asked
+    assert all(m.match == SIMILAR for m in result.matches)
