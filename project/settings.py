@@ -248,8 +248,10 @@ VISUALSEARCH = {
     "RECOGNITION": {
         "ENABLED": env.bool("VISUALSEARCH_RECOGNITION", default=True),
         "MAX_FEATURES": env.int("VISUALSEARCH_RECOGNITION_FEATURES", default=1000),  # per photo and per query
-        "CATALOG_LONG_SIDE": 1024,  # catalog photos are analysed at this size (once, when indexed)
-        "QUERY_LONG_SIDE": 800,  # queries at this one (per search: the cost shoppers wait for)
+        # Catalog photos are analysed at this size, once, when indexed (part of the feature id: a change means new
+        # features at the next `reindex`); SIFT's cost grows with the area (~220 ms at 1024 px, ~100 at 800).
+        "CATALOG_LONG_SIDE": env.int("VISUALSEARCH_RECOGNITION_CATALOG_SIDE", default=1024),
+        "QUERY_LONG_SIDE": env.int("VISUALSEARCH_RECOGNITION_QUERY_SIDE", default=800),  # per search
         # Queries are first analysed at this smaller size (SIFT costs ~40 % less) and again at QUERY_LONG_SIDE only
         # when that finds no exact match: most shopper photos of a stocked product are recognised at once.
         # 0 = always the full size.

