@@ -71,6 +71,22 @@ def test_rebuild_swaps_atomically_and_keeps_the_previous_index_for_rollback(es_i
     assert index.image_ids() == {e.image_id for e in first}
 
 
+def test_a_rebuilt_index_goes_live_merged_into_one_segment(es_index):
+    """Searches visit every segment: a bulk-loaded index is merged before the alias swap."""
+    index = es_index(bulk_chunk=10)
+
+    def entries_with_refreshes():  # a refresh after each bulk request: one more segment each time
+        for n, entry in enumerate(random_entries(200, DIM, products=50, seed=3)):
+            if n and n % 10 == 0:
+                index.refresh()
+            yield entry
+
+    index.rebuild(entries_with_refreshes(), expected_count=200)
+    shards = index.client.indices.segments(index=index.read_alias)["indices"]
+    (only,) = shards.values()
+    assert [copy["num_search_segments"] for copies in only["shards"].values() for copy in copies] == [1]
+
+
 def test_writes_during_a_rebuild_are_not_lost(es_index):
     """Photos written and deleted while a rebuild streams the old state end up exactly as the 'database' says."""
     index = es_index(bulk_chunk=50)
