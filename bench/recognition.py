@@ -207,6 +207,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         "stage_p50_ms": {s: percentile([r["timings_ms"].get(s, 0.0) for r in ok], 50) for s in stages},
         "stage_mean_ms": {s: statistics.fmean(r["timings_ms"].get(s, 0.0) for r in ok) if ok else float("nan")
                           for s in stages},
+        # queries not settled by the fast first pass (analysed again at the full query size)
+        "full_size_share": sum("local_features_full" in r["timings_ms"] for r in ok) / n,
         "outside_service_p50_ms": percentile([r["seconds"] * 1000 - r["timings_ms"]["total"] for r in ok], 50),
         "recall_at_1": sum(r["right_rank"] == 1 for r in ok) / n,
         "recall_at_results": sum(r["right_rank"] is not None for r in ok) / n,
@@ -374,7 +376,9 @@ def tables(p: dict[str, Any]) -> list[str]:
          f"{vocab['seconds']:.1f} ({vocab['analysis_s']:.1f} / {vocab['kmeans_s']:.1f})"],
         ["query photo: uploaded → decoded → analysed (px)",
          f"{'×'.join(map(str, qa['uploaded']))} → {'×'.join(map(str, qa['decoded']))} → "
-         f"{'×'.join(map(str, qa['analysed']))} (QUERY_LONG_SIDE {qa['query_long_side_setting']})"],
+         f"{'×'.join(map(str, qa.get('analysed_fast', qa['analysed'])))} first, "
+         f"{'×'.join(map(str, qa['analysed']))} when that finds no exact match "
+         f"(FAST_QUERY_LONG_SIDE {qa.get('fast_long_side_setting')}, QUERY_LONG_SIDE {qa['query_long_side_setting']})"],
         ["synthetic photos / products", f"{synth['synthetic_photos']:,} / {synth['synthetic_products']:,} "
                                         f"({synth['seconds']:.0f} s to build and insert)"],
         ["synthetic vector: cos to its base (target / measured)",
@@ -397,7 +401,7 @@ def tables(p: dict[str, Any]) -> list[str]:
     if p["backends"]:
         target = TARGET_P50_MS.get(c["indexed"])
         headers = ["backend", "queries", "photos (real)", "HTTP p50", "HTTP p95", "server p50", "decode", "embed",
-                   "local feat.", "cand. global", "cand. words", "verify", "search", "assemble", "outside service",
+                   "local feat.", "full-size pass", "cand. global", "cand. words", "verify", "search", "assemble", "outside service",
                    "recall@1", "exact@1", "exact precision", "synthetic in results", "p50 target"]  # fmt: skip
         rows = []
         for label, b in p["backends"].items():
@@ -406,7 +410,8 @@ def tables(p: dict[str, Any]) -> list[str]:
                     continue
                 st = r["stage_p50_ms"]
                 rows.append([f"{label}{kind}", str(r["n"]), f"{c['indexed']:,} ({c['real']:,})", r["http_ms"]["p50"],
-                             r["http_ms"]["p95"], r["server_total_ms"]["p50"], *[st.get(s, 0.0) for s in STAGES],
+                             r["http_ms"]["p95"], r["server_total_ms"]["p50"], *[st.get(s, 0.0) for s in STAGES[:3]],
+                             f"{100 * r.get('full_size_share', 0.0):.0f} %", *[st.get(s, 0.0) for s in STAGES[3:]],
                              r["outside_service_p50_ms"], fmt(r["recall_at_1"], 3), fmt(r["exact_at_1"], 3),
                              fmt(r["exact_precision"], 3), f"{100 * r['synthetic_share_of_results']:.0f} %",
                              "-" if target is None or kind else

@@ -104,9 +104,12 @@ def _query_analysis() -> dict[str, Any]:
     with Image.open(io.BytesIO(data)) as original:
         size = original.size
     decoded = decode_query(data)
-    grey = features.greyscale(decoded, recognition.options()["QUERY_LONG_SIDE"])
+    opts = recognition.options()
+    grey = features.greyscale(decoded, opts["QUERY_LONG_SIDE"])
+    fast = features.greyscale(decoded, opts["FAST_QUERY_LONG_SIDE"] or opts["QUERY_LONG_SIDE"])
     return {"uploaded": list(size), "decoded": list(decoded.size), "analysed": [grey.shape[1], grey.shape[0]],
-            "query_long_side_setting": recognition.options()["QUERY_LONG_SIDE"]}  # fmt: skip
+            "analysed_fast": [fast.shape[1], fast.shape[0]], "query_long_side_setting": opts["QUERY_LONG_SIDE"],
+            "fast_long_side_setting": opts["FAST_QUERY_LONG_SIDE"]}  # fmt: skip
 
 
 # --- synthetic catalog ----------------------------------------------------------------------------------------------
