@@ -33,6 +33,7 @@ FUSION_WEIGHT = 1 / 6  # similar results rank by cosine + log(1 + inliers) / 6 (
 
 # The kNN runs here while the word search runs in the request's thread: on Elasticsearch they are two requests
 # the cluster serves in parallel (~15–20 ms each at 10k photos), in process they are numpy that releases the GIL.
+# (A backend's ``search`` therefore must not rely on the request thread's database connection; none does.)
 _knn_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="visualsearch-knn")
 
 
