@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1:8000
 ADMIN_USER ?= admin
 ADMIN_PASSWORD ?= admin
 
-.PHONY: setup setup-production run demo test services-start services-stop clean
+.PHONY: setup setup-production run demo serve test services-start services-stop clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ demo: setup .env  ## writes the development .env (DEBUG on); migrate, admin logi
 run: demo  ## everything, then serve on http://$(HOST)
 	@echo "Serving on http://$(HOST)  (admin: $(ADMIN_USER) / $(ADMIN_PASSWORD) at /admin/)"
 	$(MANAGE) runserver $(HOST)
+
+# Production: gunicorn with gunicorn.conf.py (workers, threads, per-worker warm-up). Settings come from the
+# environment only: no .env is written, and none is read unless DJANGO_ENV_FILE names one, so a development .env
+# (DEBUG on) left in the checkout is never served. Needs DJANGO_SECRET_KEY (and DATABASE_URL etc. for MariaDB +
+# Elasticsearch, after `make setup-production`). Photos are indexed as they are saved; cron `reindex --missing`.
+serve: export DJANGO_ENV_FILE ?=
+serve: setup  ## migrate, collect static files, serve with gunicorn on http://$(HOST)
+	$(MANAGE) migrate --noinput
+	$(MANAGE) collectstatic --noinput -v 0
+	exec $(PY) -m gunicorn -c gunicorn.conf.py --bind $(HOST)
 
 test: setup  ## the whole suite; service tests skip (loudly) unless the services are configured
 	$(PY) -m pytest $(PYTEST_ARGS)

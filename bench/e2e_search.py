@@ -1,37 +1,34 @@
 """End-to-end search: HTTP POST of a ~1 MP JPEG to /api/search/ on a running server, against the bare model.
 
-The server is `manage.py runserver --noreload` on a throw-away site (temp SQLite + media, DEBUG off, no throttle)
-holding ≥ 10k indexed photos; requests go one at a time from this process over loopback. Each response carries the
-server's own stage timings (decode / embed / search / assemble), so the table shows where the time goes; what
-remains is HTTP, multipart parsing, DRF and JSON. The bare model is ``extractor.embed_one`` on a decoded
-224×224 image (median of 20). Run for the embedded index and, when a server answers, for Elasticsearch.
+The server is the production one, gunicorn with the project's gunicorn.conf.py and one worker
+(``BENCH_SERVER=runserver``: `manage.py runserver --noreload`), on a throw-away site (temp SQLite + media, DEBUG
+off, no throttle) holding ≥ 10k indexed photos; requests go one at a time from this process over loopback. Each
+response carries the server's own stage timings (decode / embed / search / assemble), so the table shows where the
+time goes; what remains is HTTP, multipart parsing, DRF and JSON. The bare model is ``extractor.embed_one`` on a
+decoded 224×224 image (median of 20). The serving process's memory (VmRSS, VmHWM) is read after the run. Run for
+the embedded index and, when a server answers, for Elasticsearch.
 
     .venv/bin/python -m bench.e2e_search [--images 10000] [--requests 40] [--no-es]
+    BENCH_SERVER=runserver .venv/bin/python -m bench.e2e_search ...
 """
 from __future__ import annotations
 
 import argparse
 import http.client
 import json
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from . import dataset
 from .bulk_indexing import Catalog, build_catalog
-from .common import (PROJECT_DIR, elasticsearch_url, elasticsearch_version, latency_summary_ms, log,
+from .common import (elasticsearch_url, elasticsearch_version, fmt, latency_summary_ms, log,
                      machine_info, percentile, print_tables, quiet_tensorflow, ratio, table, time_calls, times,
                      write_json)  # fmt: skip
 from .es import delete_indexes, unique_prefix
-from .site import Site
+from .site import SERVERS, server_kind
 
 NAME = "e2e_search"
 QUERY_SEED = 1  # queries are new augmentations of the catalog's source photos: similar, never identical
@@ -62,58 +59,6 @@ def bare_model(query_paths: list[str], repeat: int = 20) -> dict[str, float]:
         "decode_1mp_ms": median(lambda: decode_image(data, max_pixels=40_000_000)),
         "repeat": repeat,
     }
-
-
-# --- the server --------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_server(site: Site, env: dict[str, str], label: str) -> Iterator[str]:
-    """`manage.py runserver --noreload` on a free port; yields its base URL; stops it (by its own pid) after."""
-    with server_process(site, env, label) as (base, _):
-        yield base
-
-
-@contextmanager
-def server_process(site: Site, env: dict[str, str], label: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """As :func:`running_server`, yielding the base URL and the server process (``--noreload``: one process)."""
-    port = _free_port()
-    log_path = site.root / f"runserver-{label}.log"
-    with log_path.open("w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=PROJECT_DIR, env=site.env(**env), stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_ready(base, server, log_path)
-            yield base, server
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-
-
-def _wait_ready(base: str, server: subprocess.Popen, log_path: Path, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"runserver exited with {server.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"{base}/api/products/", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"runserver not ready after {timeout_s:.0f} s; see {log_path}")
 
 
 # --- requests ----------------------------------------------------------------------------------------------------
@@ -180,11 +125,13 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_backend(catalog: Catalog, label: str, env: dict[str, str], queries: list[bytes], warmup: int):
-    log(f"e2e: {label}: starting runserver")
-    with running_server(catalog.site, env, label) as base:
-        raw = measure(base, queries, warmup)
-    result = summarise(raw)
-    log(f"e2e: {label}: HTTP p50 {result['http_ms']['p50']:.0f} ms, p95 {result['http_ms']['p95']:.0f} ms")
+    log(f"e2e: {label}: starting {server_kind()}")
+    with catalog.site.serve(env, label) as server:
+        raw = measure(server.base, queries, warmup)
+        memory = server.memory_mb()
+    result = {**summarise(raw), "server_memory": memory}
+    log(f"e2e: {label}: HTTP p50 {result['http_ms']['p50']:.0f} ms, p95 {result['http_ms']['p95']:.0f} ms, "
+        f"server RSS {fmt(memory['rss_mb'], 0)} MB (peak {fmt(memory['peak_rss_mb'], 0)} MB)")
     return result
 
 
@@ -212,15 +159,20 @@ def tables(backends: dict[str, dict[str, Any]], model: dict[str, float], images:
         rows.append([label, f"{images:,}", http_ms["p50"], http_ms["p95"], r["server_total_ms"]["p50"],
                      stages["decode"], stages["embed"], stages["search"], stages["assemble"],
                      r["outside_service_p50_ms"], bare, times(ratio(http_ms["p50"], bare)),
-                     times(ratio(http_ms["p95"], bare))])  # fmt: skip
+                     times(ratio(http_ms["p95"], bare)), _memory(r.get("server_memory"))])  # fmt: skip
     headers = ["backend", "photos", "HTTP p50", "HTTP p95", "server p50", "decode", "embed", "search", "assemble",
-               "outside service", "bare model", "p50 / model", "p95 / model"]  # fmt: skip
-    main = table(f"End-to-end search, ms (n={next(iter(backends.values()))['http_ms']['n']} requests per backend, "
-                 "stage columns are server-side p50s)", headers, rows)  # fmt: skip
+               "outside service", "bare model", "p50 / model", "p95 / model", "server RSS (peak), MB"]  # fmt: skip
+    n = next(iter(backends.values()))["http_ms"]["n"]
+    main = table(f"End-to-end search under {server_kind()}, ms (n={n} requests per backend, stage columns are "
+                 "server-side p50s)", headers, rows)  # fmt: skip
     model_rows = [["embed_one on a decoded 224×224 image (the bare model)", bare],
                   ["embed_one on the decoded 1 MP photo (+ resize in the extractor)", model["embed_one_1mp_ms"]],
                   ["decode_image of the 1 MP JPEG (imaging.decode_image)", model["decode_1mp_ms"]]]  # fmt: skip
     return [main, table(f"Bare model, median of {model['repeat']} calls, ms", ["what", "ms"], model_rows)]
+
+
+def _memory(memory: dict[str, float | None] | None) -> str:
+    return f"{fmt(memory['rss_mb'], 0)} ({fmt(memory['peak_rss_mb'], 0)})" if memory else "-"
 
 
 def run(*, images: int, requests: int, warmup: int, with_es: bool, catalog: Catalog | None = None) -> dict[str, Any]:
@@ -244,7 +196,7 @@ def run(*, images: int, requests: int, warmup: int, with_es: bool, catalog: Cata
     return {"benchmark": NAME, "machine": machine_info(es_url if es_version else None),
             "config": {"images": indexed, "requests": requests, "warmup": warmup, "limit": 20,
                        "query_bytes_mean": statistics.fmean(len(q) for q in queries),
-                       "server": "manage.py runserver --noreload, DEBUG off"},
+                       "server": SERVERS[server_kind()]},
             "bare_model": model, "backends": backends,
             "catalog_reindex": catalog.reindex if own else "see bulk_indexing",
             "tables": tables(backends, model, indexed)}  # fmt: skip

@@ -8,7 +8,8 @@
    SIFT for 100k photos would take hours here): each synthetic photo gets a real photo's stored vector plus
    noise (renormalised) and its stored local features with every visual word moved to another word of similar
    frequency, so it is a plausible distractor that matches no query. `reindex` then builds the index from the
-   database with no model work (checked), a server runs (`runserver --noreload`), and query photos — new
+   database with no model work (checked), a server runs (gunicorn with the project's config, one worker;
+   ``BENCH_SERVER=runserver``: `runserver --noreload`), and query photos — new
    augmentations of the real photos, in the same orientation as the catalog photo — are POSTed to
    /api/search/ one at a time. Reported: HTTP p50/p95, the server's stage timings, recall@1 of the right
    product, the share recognised as "exact", the server's RSS. Embedded index, then Elasticsearch.
@@ -35,10 +36,10 @@ from . import dataset
 from .common import (elasticsearch_url, elasticsearch_version, fmt, latency_summary_ms, log, machine_info,
                      percentile, print_tables, table, write_json)  # fmt: skip
 from .dataset import Photo
-from .e2e_search import post_search, server_process
+from .e2e_search import post_search
 from .es import client as es_client
 from .es import delete_indexes, unique_prefix, wait_for_merges
-from .site import Site
+from .site import SERVERS, Site, server_kind
 
 NAME = "recognition"
 QUERY_SEED = 1  # as e2e_search: queries are other augmentations of the catalog photos' sources
@@ -131,21 +132,7 @@ def source_groups(indexes: list[int], photos: list[Photo]) -> dict[str, str]:
     return out
 
 
-# --- the server -----------------------------------------------------------------------------------------------------
-
-
-def _memory_mb(pid: int) -> dict[str, float | None]:
-    """Resident and peak resident memory of a process, MB (from /proc; None where unavailable)."""
-    values: dict[str, float | None] = {"rss_mb": None, "peak_rss_mb": None}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                values["rss_mb"] = int(line.split()[1]) / 1024
-            elif line.startswith("VmHWM:"):
-                values["peak_rss_mb"] = int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return values
+# --- the requests ---------------------------------------------------------------------------------------------------
 
 
 def _record(query: Query, seconds: float, status: int, payload: dict[str, Any]) -> dict[str, Any]:
@@ -172,19 +159,20 @@ def _record(query: Query, seconds: float, status: int, payload: dict[str, Any]) 
 
 def measure(site: Site, label: str, env: dict[str, str], queries: list[Query], warmup: int,
             mirrored: list[Query]) -> dict[str, Any]:
-    """Start a server, send the warm-up queries (the first loads the index), then the timed ones, one at a time."""
-    log(f"recognition: {label}: starting runserver")
-    with server_process(site, env, label) as (base, server):
-        memory_start = _memory_mb(server.pid)
+    """Start a server, send the warm-up queries (under runserver the first loads the index), then the timed ones,
+    one at a time."""
+    log(f"recognition: {label}: starting {server_kind()}")
+    with site.serve(env, label) as server:
+        base, memory_start = server.base, server.memory_mb()
         first = None
         for i, query in enumerate(queries[:warmup]):
             seconds, status, payload = post_search(base, query.data, timeout=COLD_TIMEOUT_S if i == 0 else 300)
             if i == 0:
                 first = _record(query, seconds, status, payload)
-                log(f"recognition: {label}: first search {seconds:.1f} s (loads the index and the model)")
+                log(f"recognition: {label}: first search {seconds:.1f} s")
         timed = [_record(q, *post_search(base, q.data, timeout=300)) for q in queries[warmup:]]
         flipped = [_record(q, *post_search(base, q.data, timeout=300)) for q in mirrored]
-        memory = _memory_mb(server.pid)
+        memory = server.memory_mb()
     result = {"first_request": first, "memory_at_start": memory_start, "memory": memory,
               "timed": summarise(timed), "mirrored": summarise(flipped) if flipped else None,
               "requests": timed, "mirrored_requests": flipped}  # fmt: skip
@@ -331,7 +319,7 @@ def run(*, images: int, real: int, requests: int, warmup: int, mirrored: int, pe
     config = {"images": images, "indexed": indexed, "real": real, "synthetic": images - real, "requests": requests,
               "warmup": warmup, "mirrored": mirrored, "per_product": per_product, "words": words,
               "noise_cos": noise_cos, "limit": 20, "query_seed": QUERY_SEED,
-              "server": "manage.py runserver --noreload, DEBUG off"}  # fmt: skip
+              "server": SERVERS[server_kind()]}  # fmt: skip
     payload = {"benchmark": NAME, "machine": machine_info(es_url if es_version else None), "config": config,
                "indexing": costs, "setup": setup, "backends": backends,
                "runtime_s": time.perf_counter() - started}  # fmt: skip
@@ -391,7 +379,7 @@ def tables(p: dict[str, Any]) -> list[str]:
          f"{setup['reindex_catalog']['no_model_work']})", f"{setup['reindex_catalog']['seconds']:.1f} s"],
         *[[f"reindex of {c['indexed']:,} photos, elasticsearch (no model work: {b['reindex']['no_model_work']})",
            f"{b['reindex']['seconds']:.1f} s"] for label, b in p["backends"].items() if "reindex" in b],
-        *[[f"first search, {label} (loads the index, warms the model)",
+        *[[f"first search, {label} (runserver: loads the index, warms the model; gunicorn: done before serving)",
            f"{b['first_request']['seconds']:.1f} s"] for label, b in p["backends"].items()],
         *[[f"server memory after the run, {label}", f"RSS {fmt(b['memory']['rss_mb'], 0)} MB, peak "
            f"{fmt(b['memory']['peak_rss_mb'], 0)} MB (at start {fmt(b['memory_at_start']['rss_mb'], 0)} MB)"]

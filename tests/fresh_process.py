@@ -9,15 +9,19 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 # Variables the tests choose themselves; anything the developer or CI exported must not leak in.
-_OWN_PREFIXES = ("DJANGO_", "VISUALSEARCH_", "CELERY_", "TF_NUM_")
+_OWN_PREFIXES = ("DJANGO_", "VISUALSEARCH_", "CELERY_", "TF_NUM_", "GUNICORN_")
+
+
+def clean_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` on top of the current environment without our own variables, reading no `.env` file."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+    return {**base, "DJANGO_ENV_FILE": "", "TF_CPP_MIN_LOG_LEVEL": "3", **env}
 
 
 def run_python(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``code`` in the project directory with ``env`` on top of a clean environment and no `.env` file."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-    full = {**base, "DJANGO_ENV_FILE": "", "TF_CPP_MIN_LOG_LEVEL": "3", **env}
-    return subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=full, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=clean_env(env), capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
 
 
 def load_settings(env: dict[str, str], *names: str) -> dict:

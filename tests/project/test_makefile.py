@@ -23,7 +23,7 @@ def planned_commands(target: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("target", ["setup", "setup-production", "test"])
+@pytest.mark.parametrize("target", ["setup", "setup-production", "test", "serve"])
 def test_setup_and_test_do_not_write_the_development_env(target):
     assert not WRITES_ENV.search(planned_commands(target))
 
@@ -32,3 +32,10 @@ def test_setup_and_test_do_not_write_the_development_env(target):
 def test_the_development_commands_write_it(target):
     commands = planned_commands(target)
     assert WRITES_ENV.search(commands) and "DJANGO_DEBUG=1" in commands
+
+
+def test_serve_migrates_collects_static_files_and_runs_gunicorn_with_the_project_config():
+    commands = planned_commands("serve").splitlines()
+    steps = [next(i for i, c in enumerate(commands) if word in c) for word in ("migrate", "collectstatic", "gunicorn")]
+    assert steps == sorted(steps)
+    assert re.search(r"-m gunicorn -c gunicorn\.conf\.py --bind \S+$", commands[steps[-1]])  # $(HOST)

@@ -51,3 +51,34 @@ def test_no_warm_up_when_turned_off(warm_ups, settings):
     done, finished = warm_ups
     request_started.send(sender=None)
     assert not finished.wait(0.2)
+
+
+def test_before_serving_waits_for_the_warm_up_and_the_first_request_starts_none(warm_ups):
+    done, finished = warm_ups
+    warmup.warm_up_before_serving()
+    assert done == ["visualsearch-warmup"]  # finished on return
+    finished.clear()
+    request_started.send(sender=None)
+    assert not finished.wait(0.2)
+
+
+def test_before_serving_beats_while_waiting_and_stops_waiting_when_told(warm_ups, monkeypatch):
+    release = threading.Event()
+    monkeypatch.setattr(warmup, "warm_up", release.wait)  # a warm-up that lasts until released
+    beats = []
+
+    def heartbeat() -> bool:
+        beats.append(1)
+        return len(beats) < 3  # the worker is told to exit during its third beat
+
+    warmup.warm_up_before_serving(heartbeat, interval_s=0.01)
+    release.set()
+    assert len(beats) == 3
+
+
+def test_before_serving_does_nothing_when_turned_off(warm_ups, settings):
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "WARM_UP": False}
+    done, finished = warm_ups
+    warmup.warm_up_before_serving()
+    request_started.send(sender=None)
+    assert not finished.wait(0.2) and done == []
