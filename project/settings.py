@@ -240,7 +240,7 @@ VISUALSEARCH = {
     # shelf photos against catalog shots (grocery) mostly score 0.4–0.6, where 0.5 leaves 72 % of queries empty.
     # Re-calibrate after changing VISUALSEARCH_EXTRACTOR.
     "SEARCH_THRESHOLD": env.float("VISUALSEARCH_THRESHOLD", default=0.5),
-    "MAX_UPLOAD_BYTES": env.int("VISUALSEARCH_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024),
+    "MAX_UPLOAD_BYTES": env.int("VISUALSEARCH_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024),
     "MAX_PIXELS": env.int("VISUALSEARCH_MAX_PIXELS", default=16_000_000),
     "MAX_RESULTS": 100,
     # Decodes running at once per process (each can hold tens of MB of pixels); default: the usable CPUs.

@@ -27,6 +27,13 @@ DRAFT_MIN_SIDE = 256
 # attack surface we do not need, so only these decoders are ever tried.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO (multi-picture) files
 
+# A JPEG asked for at a reduced size is decoded straight at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling), so its
+# full-size pixels are never held: its header may declare this many times the pixel limit, as long as what is
+# actually decoded stays within it. That lets shoppers send phone originals as they are (24 MP by default on recent
+# iPhones, 48–50 MP in full-resolution modes) while the decoded size, the memory, stays bounded by MAX_PIXELS.
+# (Decoding time grows with the file's bytes, which MAX_UPLOAD_BYTES bounds.)
+REDUCED_JPEG_ALLOWANCE = 4
+
 # 16-bit / float greyscale: scaled to 8 bits by their own range, which must be measured on the whole image.
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
 # Output rows per strip when reducing: a strip of the full-size image is converted at a time, never all of it.
@@ -77,11 +84,12 @@ def decode_image(
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-            _check_pixels(image, max_pixels)
             if long_side:
                 min_side = max(1, math.ceil(long_side * min(image.size) / max(image.size)))
+            reducible = bool(min_side) and image.format == "JPEG"
+            _check_pixels(image, max_pixels * REDUCED_JPEG_ALLOWANCE if reducible else max_pixels)
             with _decode_slot():
-                return _decode(image, min_side)
+                return _decode(image, min_side, max_pixels)
         except ImageRejected:
             raise
         except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -90,9 +98,10 @@ def decode_image(
             raise ImageRejected("corrupt", "The image file is damaged or truncated.") from exc
 
 
-def _decode(image: Image.Image, min_side: int | None) -> Image.Image:
+def _decode(image: Image.Image, min_side: int | None, max_pixels: int) -> Image.Image:
     if min_side and image.format == "JPEG":
         image.draft("RGB", (min_side, min_side))
+        _check_pixels(image, max_pixels)  # the size draft chose: what will really be decoded
     image.load()
     orientation = _orientation(image)  # read before reducing: the reduced copy has no EXIF
     rgb = _reduced_rgb(image, min_side) if min_side else to_rgb(image)

@@ -49,6 +49,32 @@ def test_unusual_modes_become_rgb(mode):
     assert decode_image(encode(image, fmt), max_pixels=LIMIT).mode == "RGB"
 
 
+def test_a_phone_original_over_the_pixel_limit_is_accepted_as_a_jpeg_decoded_at_reduced_scale():
+    # Scaled down 16×: a 3 MP JPEG against a 1 MP limit stands for a 48 MP phone original against the 16 MP default.
+    original = encode(scene(6, size=(2000, 1500)))
+    image = decode_image(original, max_pixels=1_000_000)
+    assert image.width * image.height <= 1_000_000 and min(image.size) >= 256
+    assert decode_image(original, max_pixels=1_000_000, long_side=800).width >= 800  # local features' size
+
+
+def test_the_jpeg_allowance_never_lets_more_pixels_than_the_limit_be_decoded():
+    original = encode(scene(6, size=(2000, 1500)))
+    for decode in (lambda: decode_image(original, max_pixels=1_000_000, min_side=None),  # every pixel asked for
+                   lambda: decode_image(original, max_pixels=1_000_000, min_side=1400)):  # too little reduction
+        with pytest.raises(ImageRejected) as caught:
+            decode()
+        assert caught.value.code == "too_many_pixels"
+
+
+def test_the_jpeg_allowance_is_bounded_and_other_formats_have_none():
+    with pytest.raises(ImageRejected) as caught:  # 4.3 MP: over 4 × the limit even though 1/8 scale would fit
+        decode_image(encode(Image.new("L", (2400, 1800))), max_pixels=1_000_000)
+    assert caught.value.code == "too_many_pixels"
+    with pytest.raises(ImageRejected) as caught:  # PNG has no reduced decoding: its full size counts
+        decode_image(encode(Image.new("L", (2000, 1500)), "PNG"), max_pixels=1_000_000)
+    assert caught.value.code == "too_many_pixels"
+
+
 def test_large_jpeg_is_decoded_at_reduced_scale_but_not_below_the_model_size():
     image = decode_image(encode(scene(3, size=(2400, 1800))), max_pixels=LIMIT)
     assert 256 <= min(image.size) < 1800

@@ -129,6 +129,14 @@ def test_too_many_pixels(api, catalog):
     assert_json_error(api.post(URL, {"image": upload(bomb, "bomb.png")}, format="multipart"), 413, "too_many_pixels")
 
 
+def test_a_phone_original_over_the_pixel_limit_is_searched(api, catalog, settings):
+    # 3 MP against a 1 MP limit: a 48 MP phone JPEG against the 16 MP default, scaled down to keep the test quick.
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "MAX_PIXELS": 1_000_000}
+    photo = encode(scene(7, size=(2000, 1500)))
+    response = api.post(URL, {"image": upload(photo, "IMG_0001.jpg")}, format="multipart")
+    assert response.status_code == 200, response.content
+
+
 def test_malformed_multipart_and_wrong_methods(api, catalog):
     response = api.generic("POST", URL, b"--x\r\nbroken", content_type="multipart/form-data; boundary=x")
     assert response.status_code in (400, 415) and "error" in response.json()
