@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1:8000
 ADMIN_USER ?= admin
 ADMIN_PASSWORD ?= admin
 
-.PHONY: setup setup-production run demo serve test services-start services-stop clean
+.PHONY: setup setup-production run demo serve test screenshots services-start services-stop clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ serve: setup  ## migrate, collect static files, serve with gunicorn on http://$(
 
 test: setup  ## the whole suite; service tests skip (loudly) unless the services are configured
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+screenshots: setup  ## the browser tests, which save each page state under var/screenshots/ (needs apt's chromium)
+	$(PY) -m pytest tests/browser -q
 
 services-start:
 	bash scripts/services.sh start

@@ -29,7 +29,8 @@ class ProductImageInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["title", "relation_id", "category", "price", "is_active", "photo_count"]
+    list_display = ["title", "relation_id", "category", "price", "stock", "is_active", "photo_count"]
+    list_editable = ["price", "stock"]
     list_filter = ["is_active", "category"]
     search_fields = ["title", "relation_id", "description"]
     inlines = [ProductImageInline]

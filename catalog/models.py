@@ -6,6 +6,7 @@ import re
 
 from django.core import checks
 from django.core.files import File
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.fields.files import ImageFieldFile
 from django.db.models.signals import post_init
@@ -17,6 +18,10 @@ class ProductQuerySet(models.QuerySet):
         """Products a shopper may see."""
         return self.filter(is_active=True)
 
+    def categories(self) -> list[str]:
+        """The distinct non-empty categories of these products, sorted."""
+        return list(self.exclude(category="").order_by("category").values_list("category", flat=True).distinct())
+
 
 class Product(models.Model):
     # The key that groups a product's photos (the seed's relation_id); stable across imports, unlike the pk.
@@ -24,7 +29,10 @@ class Product(models.Model):
     title = models.CharField(max_length=255)
     description = models.TextField(blank=True)
     category = models.CharField(max_length=100, blank=True, db_index=True)
-    price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True,
+                                validators=[MinValueValidator(0)])
+    # Units available; empty when the shop does not track stock (such a product always counts as in stock).
+    stock = models.PositiveIntegerField(null=True, blank=True, help_text="Units available; leave empty if not tracked.")
     is_active = models.BooleanField(default=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -39,6 +47,10 @@ class Product(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("catalog:product-detail", args=[self.pk])
+
+    @property
+    def in_stock(self) -> bool:
+        return self.stock is None or self.stock > 0
 
 
 def product_image_path(instance: ProductImage, filename: str) -> str:
@@ -182,3 +194,8 @@ def file_sha256(field_file) -> str:
     if was_closed:
         field_file.close()
     return digest.hexdigest()
+
+
+def category_exists(category: str) -> bool:
+    """Whether shoppers can see any product of this category (filters name only real ones)."""
+    return Product.objects.browsable().filter(category=category).exists()

@@ -243,6 +243,9 @@ VISUALSEARCH = {
     "MAX_UPLOAD_BYTES": env.int("VISUALSEARCH_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024),
     "MAX_PIXELS": env.int("VISUALSEARCH_MAX_PIXELS", default=16_000_000),
     "MAX_RESULTS": 100,
+    # How long the shopper page keeps a query photo (in CACHES, as a JPEG at the analysed size) so its results URL
+    # can be reloaded, shared, filtered and paged without a new upload. Use a shared cache with several processes.
+    "QUERY_HANDLE_TTL": env.int("VISUALSEARCH_QUERY_HANDLE_TTL", default=30 * 60),
     # Decodes running at once per process (each can hold tens of MB of pixels); default: the usable CPUs.
     "MAX_CONCURRENT_DECODES": env.int("VISUALSEARCH_MAX_CONCURRENT_DECODES", default=_usable_cpus()),
     # Build the CNN and load the index in the background when a web process gets its first request (after a

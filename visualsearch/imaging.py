@@ -16,6 +16,7 @@ import warnings
 from typing import BinaryIO
 
 from django.conf import settings
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # The CNNs look at 224×224; decoding at a reduced scale that keeps both sides ≥ this size is several times faster
@@ -24,8 +25,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DRAFT_MIN_SIDE = 256
 
 # Formats a shop photo comes in. Pillow can open many more (EPS via Ghostscript, odd scanner formats); each is
-# attack surface we do not need, so only these decoders are ever tried.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO (multi-picture) files
+# attack surface we do not need, so only these decoders are ever tried. HEIF is what iPhones save (pillow-heif,
+# libheif + libde265); AVIF is read by Pillow itself (≥ 11.2). Neither has reduced-scale decoding: MAX_PIXELS
+# applies to them in full. Animated GIF/WebP/AVIF files are searched by their first frame.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")  # JPEG covers MPO files
+pillow_heif.register_heif_opener(thumbnails=False)  # idempotent; adds the "HEIF" format to Pillow
 
 # A JPEG asked for at a reduced size is decoded straight at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling), so its
 # full-size pixels are never held: its header may declare this many times the pixel limit, as long as what is

@@ -66,7 +66,7 @@ def body_refusal(request) -> Refusal | None:
 
 
 def page_throttle_refusal(request) -> Refusal | None:
-    searching = request.method == "POST" or "image_id" in request.GET
+    searching = request.method == "POST" or "image_id" in request.GET or "q" in request.GET
     throttle = ScopedRateThrottle()
     if not searching or throttle.allow_request(request, _THROTTLED_AS_API):
         return None

@@ -4,8 +4,8 @@ Changes within one transaction are collected into one batch and handed over once
 that saves a product with five photos costs one model batch and one bulk index write. Work is described by ids
 only and reconciled against the database when it runs, which makes a late, repeated or rolled-back batch harmless.
 
-`QuerySet.update()`, `bulk_update()` and raw SQL send no signals: after changing product categories or
-`is_active` that way, run `manage.py reindex --products` (re-sends product fields, no model work).
+`QuerySet.update()`, `bulk_update()` and raw SQL send no signals: after changing product categories,
+prices, stock or `is_active` that way, run `manage.py reindex --products` (re-sends product fields, no model work).
 """
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ from . import tasks
 
 logger = logging.getLogger(__name__)
 _local = threading.local()
-# The product fields index entries carry. A save that changes none of them (price, title, description) sends
-# nothing: re-sending would write every photo and, in-process, make every other process reload all vectors.
-INDEXED_PRODUCT_FIELDS = ("category", "is_active")
+# The product fields index entries carry (searches filter on them before ranking). A save that changes none of them
+# (title, description) sends nothing: re-sending would write every photo and, in-process, make every other process
+# reload all vectors. A price or stock change re-sends only that product's photos.
+INDEXED_PRODUCT_FIELDS = ("category", "is_active", "price", "stock")
 _STORED = "_visualsearch_indexed_fields"  # pre_save → post_save, on the instance being saved
 
 

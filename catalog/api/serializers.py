@@ -16,7 +16,9 @@ class ProductImageSerializer(serializers.ModelSerializer):
 class ProductSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="catalog:product-detail")
     images = ProductImageSerializer(many=True, read_only=True)
+    in_stock = serializers.BooleanField(read_only=True, help_text="Stock above zero, or stock not tracked.")
 
     class Meta:
         model = Product
-        fields = ["id", "relation_id", "title", "description", "category", "price", "url", "images"]
+        fields = ["id", "relation_id", "title", "description", "category", "price", "stock", "in_stock", "url",
+                  "images"]

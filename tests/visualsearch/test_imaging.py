@@ -75,6 +75,36 @@ def test_the_jpeg_allowance_is_bounded_and_other_formats_have_none():
     assert caught.value.code == "too_many_pixels"
 
 
+def _close(pixel, colour, tolerance=12) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour))
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_iphone_heic_and_avif_photos_decode(fmt):
+    image = decode_image(encode(Image.new("RGB", (96, 64), (200, 40, 30)), fmt, quality=90), max_pixels=LIMIT)
+    assert image.mode == "RGB" and image.size == (96, 64) and _close(image.getpixel((48, 32)), (200, 40, 30))
+
+
+def test_cmyk_jpeg_keeps_its_colours():
+    image = decode_image(encode(Image.new("CMYK", (32, 32), (0, 255, 255, 0))), max_pixels=LIMIT)  # pure red ink
+    assert _close(image.getpixel((16, 16)), (255, 0, 0), tolerance=20)
+
+
+def test_16_bit_png_is_scaled_not_clipped():
+    ramp = Image.linear_gradient("L").resize((64, 256)).convert("I")  # dark at the top, light at the bottom
+    wide = ramp.point(lambda v: v * 257).convert("I;16")  # 0…65535
+    image = decode_image(encode(wide, "PNG"), max_pixels=LIMIT)
+    top, bottom = image.getpixel((32, 2))[0], image.getpixel((32, 253))[0]
+    assert top < 40 and bottom > 215  # a ramp, not all white
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_animations_are_searched_by_their_first_frame(fmt):
+    frames = [Image.new("RGB", (40, 40), colour) for colour in ((250, 0, 0), (0, 0, 250), (0, 250, 0))]
+    data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert _close(decode_image(data, max_pixels=LIMIT).getpixel((20, 20)), (250, 0, 0), tolerance=20)
+
+
 def test_large_jpeg_is_decoded_at_reduced_scale_but_not_below_the_model_size():
     image = decode_image(encode(scene(3, size=(2400, 1800))), max_pixels=LIMIT)
     assert 256 <= min(image.size) < 1800

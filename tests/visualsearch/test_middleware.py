@@ -54,7 +54,7 @@ def big_upload() -> SimpleUploadedFile:
 
 
 def test_an_oversized_page_upload_is_refused_before_it_is_parsed(browser, parses):
-    response = browser.post("/", {"image": big_upload()})
+    response = browser.post("/search/", {"image": big_upload()})
     assert response.status_code == 413
     assert response["Content-Type"].startswith("text/html") and b'role="alert"' in response.content
     assert parses == {"parse": 0, "temp_file": 0}
@@ -66,7 +66,7 @@ def test_an_oversized_api_upload_is_refused_before_it_is_parsed(client, parses):
     assert parses == {"parse": 0, "temp_file": 0}
 
 
-@pytest.mark.parametrize("url, content_type", [("/", "text/html"), ("/api/search/", "application/json")])
+@pytest.mark.parametrize("url, content_type", [("/search/", "text/html"), ("/api/search/", "application/json")])
 def test_a_body_without_a_length_is_refused(client, parses, url, content_type):
     response = client.post(url, {"image": SimpleUploadedFile("q.jpg", scene_jpeg(1), "image/jpeg")},
                            CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked")  # fmt: skip
@@ -75,13 +75,13 @@ def test_a_body_without_a_length_is_refused(client, parses, url, content_type):
 
 
 def test_a_throttled_page_upload_is_refused_before_it_is_parsed(browser, catalog, parses, one_search_a_minute):
-    token = str(browser.get("/").context["csrf_token"])  # showing the form is not a search
+    token = str(browser.get("/search/").context["csrf_token"])  # showing the form is not a search
 
     def post():
         photo = SimpleUploadedFile("q.jpg", scene_jpeg(1), "image/jpeg")
-        return browser.post("/", {"image": photo, "csrfmiddlewaretoken": token})
+        return browser.post("/search/", {"image": photo, "csrfmiddlewaretoken": token})
 
-    assert post().status_code == 200 and parses["parse"] == 1
+    assert post().status_code == 303 and parses["parse"] == 1
     refused = post()
     assert refused.status_code == 429 and parses["parse"] == 1
     assert b'role="alert"' in refused.content and int(refused["Retry-After"]) > 0

@@ -23,6 +23,11 @@ class UnsupportedImage(exceptions.APIException):
     default_code = "not_an_image"
 
 
+class Gone(exceptions.APIException):
+    status_code = status.HTTP_410_GONE
+    default_code = "expired"
+
+
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"

@@ -1,52 +1,51 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from catalog.models import category_exists
 
 from ..services.search import Box
 
-MIN_BOX_SIDE = 0.02  # a box thinner than 2 % of the photo holds too few pixels to search with
-
-
+@extend_schema_field(OpenApiTypes.STR)
 class BoxField(serializers.Field):
     """``"left,top,right,bottom"`` (or a list of four numbers in JSON) as fractions 0–1 of the photo's upright
     width and height: resolution-free, so a client that downscales before uploading keeps its box."""
 
-    default_error_messages = {
-        "format": "Give four numbers: left,top,right,bottom as fractions 0–1 of the photo's width and height.",
-        "range": "Need 0 <= left < right <= 1 and 0 <= top < bottom <= 1, each side at least 2 % of the photo.",
-    }
-
     def to_internal_value(self, data) -> Box:
-        parts = data.split(",") if isinstance(data, str) else data
-        if not isinstance(parts, (list, tuple)) or len(parts) != 4:
-            self.fail("format")
         try:
-            left, top, right, bottom = (float(p) for p in parts)
-        except (TypeError, ValueError):
-            self.fail("format")
-        if not all(math.isfinite(v) for v in (left, top, right, bottom)):
-            self.fail("format")
-        if not (0 <= left and right <= 1 and 0 <= top and bottom <= 1
-                and right - left >= MIN_BOX_SIDE and bottom - top >= MIN_BOX_SIDE):
-            self.fail("range")
-        return Box(left, top, right, bottom)
+            return Box.parse(data)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def to_representation(self, value: Box) -> str:
-        return f"{value.left},{value.top},{value.right},{value.bottom}"
+        return str(value)
 
 
 class SearchInputSerializer(serializers.Serializer):
-    image = serializers.FileField(required=False, help_text="The query photo (JPEG, PNG, WebP, GIF, BMP, TIFF).")
+    image = serializers.FileField(required=False, help_text="The query photo (JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP, TIFF).")
     image_id = serializers.IntegerField(required=False, min_value=1, help_text="Search with a stored photo instead.")
+    query = serializers.RegexField(r"^[0-9a-f]{32}$", required=False, help_text="The `query` handle of an earlier "
+                                   "answer: search with its photo again (other filters, more pages) without uploading.")
     limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
     offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10_000)
     threshold = serializers.FloatField(
         required=False, min_value=-1.0, max_value=1.0, help_text="Minimum cosine similarity; default from settings."
     )
-    category = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    category = serializers.CharField(required=False, allow_blank=True, max_length=100,
+                                     help_text="Only products of this category (one of the shop's categories).")
+    min_price = serializers.DecimalField(required=False, max_digits=10, decimal_places=2, min_value=Decimal(0),
+                                         help_text="Only products priced at least this (products without a price "
+                                                   "are left out when a price bound is given).")
+    max_price = serializers.DecimalField(required=False, max_digits=10, decimal_places=2, min_value=Decimal(0),
+                                         help_text="Only products priced at most this.")
+    in_stock = serializers.BooleanField(required=False, default=False, source="in_stock_only",
+                                        help_text="Only products in stock (or whose stock is not tracked).")
     box = BoxField(required=False, help_text="Optional part of the uploaded photo that shows the product: "
                    "`left,top,right,bottom` as fractions 0–1 of its width and height, e.g. `0.1,0.2,0.6,0.9`.")
 
@@ -55,12 +54,20 @@ class SearchInputSerializer(serializers.Serializer):
             raise serializers.ValidationError("Must be a finite number.")
         return value
 
+    def validate_category(self, value: str) -> str:
+        if value and not category_exists(value):
+            raise serializers.ValidationError(f"Unknown category {value!r}.")
+        return value
+
     def validate_limit(self, value: int) -> int:
         return min(value, settings.VISUALSEARCH["MAX_RESULTS"])
 
     def validate(self, attrs: dict) -> dict:
-        if ("image" in attrs) == ("image_id" in attrs):
-            raise serializers.ValidationError("Send exactly one of `image` (a file) or `image_id`.")
+        if sum(name in attrs for name in ("image", "image_id", "query")) != 1:
+            raise serializers.ValidationError("Send exactly one of `image` (a file), `image_id` or `query`.")
+        if attrs.get("min_price") is not None and attrs.get("max_price") is not None \
+                and attrs["min_price"] > attrs["max_price"]:
+            raise serializers.ValidationError({"max_price": ["Must not be below min_price."]})
         if "box" in attrs and "image_id" in attrs:
             raise serializers.ValidationError({"box": ["A box applies to an uploaded photo, not to `image_id`."]})
         return attrs
@@ -100,3 +107,13 @@ class SearchOutputSerializer(serializers.Serializer):
     took_ms = serializers.FloatField()
     timings_ms = serializers.DictField(child=serializers.FloatField())
     results = MatchSerializer(source="matches", many=True)
+    query = serializers.SerializerMethodField(help_text="Handle of the uploaded photo, kept for a while (when a next "
+                                              "page may exist): pass it as `query` instead of uploading again.")
+    next = serializers.SerializerMethodField(help_text="URL of the next page (GET), or null when this page was "
+                                             "not full.")
+
+    def get_query(self, result) -> str | None:
+        return self.context.get("query")
+
+    def get_next(self, result) -> str | None:
+        return self.context.get("next")

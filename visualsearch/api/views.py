@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -8,15 +11,20 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from .. import query_handles
 from ..backends.base import IndexUnavailable
 from ..imaging import ImageRejected, read_limited
-from ..services.search import ImageUnavailable, SearchResult, UnknownImage, more_like_this, search_by_image
-from .errors import Conflict, PayloadTooLarge, ServiceUnavailable, UnsupportedImage
+from ..services.search import (
+    ImageUnavailable, SearchResult, UnknownImage, decode_query, more_like_this, search_by_image,
+)
+from .errors import Conflict, Gone, PayloadTooLarge, ServiceUnavailable, UnsupportedImage
 from .serializers import SearchInputSerializer, SearchOutputSerializer
 
 
+
 class VisualSearchApi(APIView):
-    """Upload a photo (or name a stored one) and get the most similar products, one per product, best first."""
+    """Upload a photo (or name a stored one) and get the most similar products, one per product, best first.
+    GET takes the same parameters except the file: a `query` handle or `image_id` (the `next` links)."""
 
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     throttle_classes = [ScopedRateThrottle]
@@ -25,10 +33,18 @@ class VisualSearchApi(APIView):
     @extend_schema(request=SearchInputSerializer, responses=SearchOutputSerializer)
     def post(self, request):
         # The body's size was checked from its headers by UploadGuardMiddleware, then DRF throttled: only now parse.
-        serializer = SearchInputSerializer(data=request.data)
+        return self._answer(request, request.data)
+
+    @extend_schema(parameters=[SearchInputSerializer(partial=True)], responses=SearchOutputSerializer)
+    def get(self, request):
+        return self._answer(request, request.query_params)
+
+    def _answer(self, request, data):
+        serializer = SearchInputSerializer(data=data)
         serializer.is_valid(raise_exception=True)
+        params = serializer.validated_data
         try:
-            result = _search(**serializer.validated_data)
+            result, handle = _search(**params)
         except ImageUnavailable as exc:
             raise Conflict(str(exc), code=exc.code) from exc
         except ImageRejected as exc:
@@ -37,13 +53,37 @@ class VisualSearchApi(APIView):
             raise exceptions.NotFound(str(exc)) from exc
         except IndexUnavailable as exc:
             raise ServiceUnavailable() from exc
-        return Response(SearchOutputSerializer(result, context={"request": request}).data)
+        context = {"request": request, "query": handle,
+                   "next": _next_url(request, handle, params) if len(result.matches) == params["limit"] else None}
+        return Response(SearchOutputSerializer(result, context=context).data)
 
 
-def _search(*, image=None, image_id=None, **params) -> SearchResult:
+def _search(*, image=None, image_id=None, query=None, **params) -> tuple[SearchResult, str | None]:
+    """The result and the photo's handle: kept only when a next page may exist (encoding it costs a few ms)."""
     if image_id is not None:
-        return more_like_this(image_id=image_id, **params)  # only photos shoppers may see, never the photo itself
-    return search_by_image(image_bytes=read_limited(image, settings.VISUALSEARCH["MAX_UPLOAD_BYTES"]), **params)
+        return more_like_this(image_id=image_id, **params), None  # never the photo itself
+    if query is not None:
+        data = query_handles.load(query)
+        if data is None:
+            raise Gone("This query has expired: upload the photo again.", code="expired")
+        pixels = decode_query(data)
+    else:
+        pixels = decode_query(read_limited(image, settings.VISUALSEARCH["MAX_UPLOAD_BYTES"]))
+    result = search_by_image(image=pixels, **params)
+    if query is None and len(result.matches) == params["limit"]:
+        query = query_handles.store(pixels)
+    return result, query
+
+
+def _next_url(request, handle: str | None, params: dict) -> str:
+    """The same search one page further, as a GET (the photo itself travels as its `query` handle)."""
+    carried = {"query": handle, "image_id": params.get("image_id"), "threshold": params.get("threshold"),
+               "category": params.get("category") or None, "min_price": params.get("min_price"),
+               "max_price": params.get("max_price"), "in_stock": "true" if params.get("in_stock_only") else None,
+               "box": str(params["box"]) if params.get("box") else None,
+               "limit": params["limit"], "offset": params["offset"] + params["limit"]}
+    query = urlencode({key: value for key, value in carried.items() if value is not None})
+    return request.build_absolute_uri(f"{reverse('api-search')}?{query}")
 
 
 def _image_error(exc: ImageRejected) -> exceptions.APIException:

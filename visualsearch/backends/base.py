@@ -20,12 +20,18 @@ class IndexEntry:
     # Visual-word ids of the photo's local features (repeats = term frequency), for the candidate stage of
     # recognition; None when the photo has none (recognition off, no vocabulary yet, textureless photo).
     words: np.ndarray | None = field(default=None, repr=False)
+    price: float | None = None  # None: no price (a price filter leaves the photo out)
+    in_stock: bool = True
 
 
 @dataclass(frozen=True)
 class SearchFilters:
     active_only: bool = True
     category: str | None = None
+    # Shopper filters, applied before ranking (a product without a price never passes a price bound).
+    min_price: float | None = None
+    max_price: float | None = None
+    in_stock_only: bool = False
     # Photos to leave out *before* grouping, so their product can still match through its other photos
     # ("more like this" without the query photo itself; evaluation of `both` rows).
     exclude_image_ids: frozenset[int] = frozenset()

@@ -40,13 +40,15 @@ class _Snapshot:
     product_ids: np.ndarray  # int64 (n,)
     active: np.ndarray  # bool (n,)
     categories: np.ndarray  # object (n,)
+    prices: np.ndarray  # float64 (n,), NaN = no price
+    in_stock: np.ndarray  # bool (n,)
     matrix: np.ndarray  # float32 (n, dim), unit rows
     words: np.ndarray  # object (n,): int64 visual-word ids per row, or None
     live: np.ndarray  # bool (n,): False for rows replaced or deleted since they were written
     count: int
 
 
-_COLUMNS = ("image_ids", "product_ids", "active", "categories", "matrix", "words")
+_COLUMNS = ("image_ids", "product_ids", "active", "categories", "prices", "in_stock", "matrix", "words")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class _Block:
     product_ids: np.ndarray
     active: np.ndarray
     categories: np.ndarray
+    prices: np.ndarray
+    in_stock: np.ndarray
     matrix: np.ndarray
     words: np.ndarray
 
@@ -76,6 +80,8 @@ class _Block:
             product_ids=np.array([e.product_id for e in entries], dtype=np.int64),
             active=np.array([e.is_active for e in entries], dtype=bool),
             categories=categories,
+            prices=np.array([np.nan if e.price is None else e.price for e in entries], dtype=np.float64),
+            in_stock=np.array([e.in_stock for e in entries], dtype=bool),
             matrix=np.array([e.vector for e in entries], dtype=np.float32).reshape(len(entries), dim),
             words=words,
         )
@@ -98,6 +104,8 @@ class _Rows:
         self.product_ids = np.empty(capacity, dtype=np.int64)
         self.active = np.empty(capacity, dtype=bool)
         self.categories = np.empty(capacity, dtype=object)
+        self.prices = np.empty(capacity, dtype=np.float64)
+        self.in_stock = np.empty(capacity, dtype=bool)
         self.words = np.empty(capacity, dtype=object)
         self.size = 0
         self.live = np.zeros(0, dtype=bool)
@@ -302,6 +310,12 @@ def _filter_mask(snap: _Snapshot, filters: SearchFilters) -> np.ndarray:
         mask &= snap.active
     if filters.category is not None:
         mask &= snap.categories == filters.category
+    if filters.min_price is not None:
+        mask &= snap.prices >= filters.min_price  # NaN (no price) compares False
+    if filters.max_price is not None:
+        mask &= snap.prices <= filters.max_price
+    if filters.in_stock_only:
+        mask &= snap.in_stock
     if filters.exclude_image_ids:
         mask &= ~np.isin(snap.image_ids, np.fromiter(filters.exclude_image_ids, dtype=np.int64))
     return mask

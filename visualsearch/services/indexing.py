@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import reduce
 
 import numpy as np
@@ -47,6 +48,17 @@ class _Current:
     product_id: int
     category: str
     is_active: bool
+    price: Decimal | None
+    stock: int | None
+
+
+# The product fields each index entry carries (what searches filter on before ranking), read with every photo row.
+PRODUCT_COLUMNS = ("product__category", "product__is_active", "product__price", "product__stock")
+
+
+def _product_fields(category: str, is_active: bool, price: Decimal | None, stock: int | None) -> dict:
+    return {"category": category, "is_active": is_active, "price": None if price is None else float(price),
+            "in_stock": stock is None or stock > 0}
 
 
 def sync_images(image_ids: Iterable[int]) -> None:
@@ -109,7 +121,7 @@ def _stored_words(sha256s: Iterable[str], feature_id: str | None = None) -> dict
 
 def _current_rows(image_ids: Iterable[int]) -> dict[int, _Current]:
     rows = ProductImage.objects.filter(pk__in=image_ids).values_list(
-        "pk", "sha256", "product_id", "product__category", "product__is_active"
+        "pk", "sha256", "product_id", *PRODUCT_COLUMNS
     )
     return {pk: _Current(*fields) for pk, *fields in rows}
 
@@ -164,7 +176,7 @@ def resync_products(*, page_size: int = RESEND_PAGE, progress: Callable[[int], N
 def _resend(photos, *, page_size: int = RESEND_PAGE, progress: Callable[[int], None] = lambda n: None):
     """Upsert ``photos`` that have a stored vector, page by page; returns (sent, whether all pages were sent)."""
     rows = _with_vectors(get_extractor().id, photos).values_list(
-        "pk", "sha256", "index_status", "vector", "product_id", "product__category", "product__is_active"
+        "pk", "sha256", "index_status", "vector", "product_id", *PRODUCT_COLUMNS
     )
     pages, sent = _pages(rows, page_size), 0
     while True:
@@ -173,8 +185,8 @@ def _resend(photos, *, page_size: int = RESEND_PAGE, progress: Callable[[int], N
         if page is None:
             return sent, True
         words = _stored_words(sha for _, sha, *_ in page)
-        entries = [IndexEntry(pk, product, vector_from_bytes(vector), category, active, words.get(sha))
-                   for pk, sha, _, vector, product, category, active in page]
+        entries = [IndexEntry(pk, product, vector_from_bytes(vector), words=words.get(sha), **_product_fields(*fields))
+                   for pk, sha, _, vector, product, *fields in page]
         if not _write((), entries, version, [(pk, sha) for pk, sha, *_ in page]):
             return sent, False
         _mark([(pk, sha) for pk, sha, status, *_ in page if status != IndexStatus.INDEXED], IndexStatus.INDEXED, "")
@@ -183,7 +195,8 @@ def _resend(photos, *, page_size: int = RESEND_PAGE, progress: Callable[[int], N
 
 
 def _entry(image_id: int, row: _Current, vector, words=None) -> IndexEntry:
-    return IndexEntry(image_id, row.product_id, vector, row.category, row.is_active, words)
+    fields = _product_fields(row.category, row.is_active, row.price, row.stock)
+    return IndexEntry(image_id, row.product_id, vector, words=words, **fields)
 
 
 def _mark(photos: Sequence[tuple[int, str]], status: str, error: str) -> None:
@@ -301,12 +314,12 @@ def count_entries(extractor_id: str) -> int:
 def iter_entries(extractor_id: str, chunk_size: int = 2000, *, feature_id: str | None = None) -> Iterator[IndexEntry]:
     """Every photo with a stored vector, as index entries, read from the database a page at a time."""
     rows = _with_vectors(extractor_id).values_list(
-        "pk", "product_id", "vector", "product__category", "product__is_active", "sha256"
+        "pk", "product_id", "vector", "sha256", *PRODUCT_COLUMNS
     )
     for page in _pages(rows, chunk_size):
-        words = _stored_words((row[-1] for row in page), feature_id)
-        for pk, product_id, vector, category, is_active, sha in page:
-            yield IndexEntry(pk, product_id, vector_from_bytes(vector), category, is_active, words.get(sha))
+        words = _stored_words((row[3] for row in page), feature_id)
+        for pk, product_id, vector, sha, *fields in page:
+            yield IndexEntry(pk, product_id, vector_from_bytes(vector), words=words.get(sha), **_product_fields(*fields))
 
 
 def _mark_all_with_vectors_indexed(extractor_id: str) -> None:

@@ -1,6 +1,7 @@
 """Image → products. The one search path behind the API, the shopper page, the admin and `evaluate`."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,30 @@ class Box:
     top: float
     right: float
     bottom: float
+
+    MIN_SIDE = 0.02  # a box thinner than 2 % of the photo holds too few pixels to search with
+    FORMAT_ERROR = "Give four numbers: left,top,right,bottom as fractions 0–1 of the photo's width and height."
+    RANGE_ERROR = "Need 0 <= left < right <= 1 and 0 <= top < bottom <= 1, each side at least 2 % of the photo."
+
+    @classmethod
+    def parse(cls, value) -> Box:
+        """``"left,top,right,bottom"`` or four numbers; ValueError with a message for people otherwise."""
+        parts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(parts, (list, tuple)) or len(parts) != 4:
+            raise ValueError(cls.FORMAT_ERROR)
+        try:
+            left, top, right, bottom = (float(p) for p in parts)
+        except (TypeError, ValueError):
+            raise ValueError(cls.FORMAT_ERROR) from None
+        if not all(math.isfinite(v) for v in (left, top, right, bottom)):
+            raise ValueError(cls.FORMAT_ERROR)
+        if not (0 <= left and right <= 1 and 0 <= top and bottom <= 1
+                and right - left >= cls.MIN_SIDE and bottom - top >= cls.MIN_SIDE):
+            raise ValueError(cls.RANGE_ERROR)
+        return cls(left, top, right, bottom)
+
+    def __str__(self) -> str:
+        return ",".join(f"{v:.4g}" for v in (self.left, self.top, self.right, self.bottom))
 
     def crop(self, image: Image.Image) -> Image.Image:
         w, h = image.size
@@ -115,12 +140,14 @@ def search_by_image(
     category: str | None = None,
     exclude_image_ids: frozenset[int] = frozenset(),
     box: Box | None = None,
+    **shopper_filters,
 ) -> SearchResult:
     """The most similar active products to a photo, one per product, best first; recognised products first.
 
     The photo is uploaded bytes, already decoded ``image`` pixels, or any stored photo by ``image_id`` (staff
     tools; shoppers go through ``more_like_this``), which is never returned as its own match. ``box`` limits an
-    uploaded photo to the part that shows the product, for both stages.
+    uploaded photo to the part that shows the product, for both stages. ``min_price``, ``max_price`` and
+    ``in_stock_only`` (as ``category``) filter products before ranking.
     """
     if image_id is not None:
         photo = _photo(image_id, ProductImage.objects.all())
@@ -128,7 +155,7 @@ def search_by_image(
     else:
         query = _uploaded_query(image_bytes, image, box)
     return _search(query, limit=limit, offset=offset, threshold=threshold, category=category,
-                   exclude_image_ids=exclude_image_ids)  # fmt: skip
+                   exclude_image_ids=exclude_image_ids, **shopper_filters)  # fmt: skip
 
 
 def more_like_this(
@@ -139,6 +166,7 @@ def more_like_this(
     threshold: float | None = None,
     category: str | None = None,
     exclude_product: bool = False,
+    **shopper_filters,
 ) -> SearchResult:
     """A shopper's "more like this": products like one of a browsable product's photos, without that photo.
 
@@ -150,17 +178,22 @@ def more_like_this(
     if exclude_product:
         excluded.update(ProductImage.objects.filter(product_id=photo.product_id).values_list("pk", flat=True))
     return _search(_stored_vector_of(photo), limit=limit, offset=offset, threshold=threshold, category=category,
-                   exclude_image_ids=frozenset(excluded))  # fmt: skip
+                   exclude_image_ids=frozenset(excluded), **shopper_filters)  # fmt: skip
 
 
-def _search(build: QueryBuilder, *, limit, offset, threshold, category, exclude_image_ids) -> SearchResult:
+def _search(build: QueryBuilder, *, limit, offset, threshold, category, exclude_image_ids, min_price=None,
+            max_price=None, in_stock_only=False) -> SearchResult:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     extractor = get_extractor()
     recognizer = recognition.active_recognizer()
     query = build(extractor, recognizer, timings)
     threshold = settings.VISUALSEARCH["SEARCH_THRESHOLD"] if threshold is None else threshold
-    filters = SearchFilters(active_only=True, category=category or None, exclude_image_ids=exclude_image_ids)
+    filters = SearchFilters(
+        active_only=True, category=category or None, exclude_image_ids=exclude_image_ids,
+        min_price=None if min_price is None else float(min_price),
+        max_price=None if max_price is None else float(max_price), in_stock_only=in_stock_only,
+    )
     index = ensure_loaded(get_index())
     shortlist = None
     if recognizer is not None and query.features is not None:

@@ -44,6 +44,42 @@ def test_limit_offset_category(api, catalog):
     assert len(body["results"]) == 1 and body["results"][0]["product"]["category"] == "shoes"
 
 
+@pytest.fixture
+def priced_catalog(catalog, django_capture_on_commit_callbacks):
+    """The catalog with prices 10, 20, … and every third product out of stock, changed by admin-style saves (so
+    the index learns them the way it would in the shop)."""
+    with django_capture_on_commit_callbacks(execute=True):
+        for n, product in enumerate(catalog):
+            product.price, product.stock = 10 * (n + 1), 0 if n % 3 == 0 else 5
+            product.save()
+    from visualsearch.registry import get_index
+
+    get_index().refresh()
+    return catalog
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"min_price": "20", "max_price": "40"}, {"sku-1", "sku-2", "sku-3"}),
+    ({"max_price": "25.50"}, {"sku-0", "sku-1"}),
+    ({"in_stock": "true"}, {"sku-1", "sku-2", "sku-4"}),  # sku-3 is out of stock; sku-5 inactive
+    ({"in_stock": "true", "min_price": "30", "category": "shoes"}, set()),  # shoes ≥ 30: sku-3 (no stock), sku-5
+])
+def test_price_and_stock_filters(api, priced_catalog, params, expected):
+    response = api.post(URL, {"image": upload(scene_jpeg(2)), "threshold": -1, **params}, format="multipart")
+    assert response.status_code == 200, response.content
+    assert {r["relation_id"] for r in response.json()["results"]} == expected
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"min_price": "-1"}, "min_price"), ({"max_price": "abc"}, "max_price"),
+    ({"min_price": "50", "max_price": "10"}, "max_price"), ({"category": "no-such-category"}, "category"),
+    ({"in_stock": "perhaps"}, "in_stock"),
+])
+def test_bad_filters_are_a_400_naming_the_field(api, catalog, params, field):
+    response = api.post(URL, {"image": upload(scene_jpeg(2)), **params}, format="multipart")
+    assert response.status_code == 400 and field in response.json()["error"]["fields"], response.content
+
+
 def test_more_like_this_by_image_id(api, catalog):
     photo = catalog[1].images.first()
     body = api.post(URL, {"image_id": photo.pk, "threshold": -1}, format="json").json()
@@ -140,7 +176,8 @@ def test_a_phone_original_over_the_pixel_limit_is_searched(api, catalog, setting
 def test_malformed_multipart_and_wrong_methods(api, catalog):
     response = api.generic("POST", URL, b"--x\r\nbroken", content_type="multipart/form-data; boundary=x")
     assert response.status_code in (400, 415) and "error" in response.json()
-    assert_json_error(api.get(URL), 405)
+    assert_json_error(api.get(URL), 400)  # GET takes a `query` handle or `image_id` (the `next` links)
+    assert_json_error(api.delete(URL), 405)
     assert_json_error(api.post(URL, b"{not json", content_type="application/json"), 400)
 
 
@@ -164,6 +201,15 @@ def test_schema_and_docs(api):
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert schema.status_code == 200 and "/api/search/" in schema.json()["paths"]
     assert api.get("/api/docs/").status_code == 200
+
+
+def test_the_openapi_schema_is_valid_and_documents_every_parameter(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+    schema = (tmp_path / "schema.yml").read_text()
+    for name in ("box", "query", "min_price", "max_price", "in_stock", "category", "next"):
+        assert f"{name}:" in schema or f"name: {name}" in schema
 
 
 def test_throttle_cannot_be_dodged_with_forwarded_for(api, catalog, monkeypatch):
@@ -207,3 +253,33 @@ def test_a_box_limits_the_query_to_that_part_of_the_photo(api, catalog):
         response = api.post(URL, {"image": upload(encode(both)), "box": box, "threshold": -1}, format="multipart")
         assert response.status_code == 200, response.content
         assert response.json()["results"][0]["relation_id"] == expected
+
+
+def test_next_links_page_through_without_uploading_again(api, catalog):
+    first = api.post(URL, {"image": upload(scene_jpeg(2)), "threshold": -1, "limit": 2, "category": "bags"},
+                     format="multipart").json()
+    assert len(first["results"]) == 2 and first["query"] and "offset=2" in first["next"]
+    second = api.get(first["next"]).json()
+    assert len(second["results"]) == 1 and second["next"] is None  # bags: sku-0, sku-2, sku-4
+    seen = [r["relation_id"] for r in first["results"] + second["results"]]
+    assert sorted(seen) == ["sku-0", "sku-2", "sku-4"]
+    again = api.post(URL, {"query": first["query"], "threshold": -1, "category": "shoes"}, format="json").json()
+    assert {r["product"]["category"] for r in again["results"]} == {"shoes"}  # new filters, same photo
+
+
+def test_a_page_that_is_not_full_has_no_next_and_keeps_no_photo(api, catalog):
+    body = api.post(URL, {"image": upload(scene_jpeg(2)), "threshold": -1, "limit": 50}, format="multipart").json()
+    assert body["next"] is None and body["query"] is None
+
+
+def test_more_like_this_pages_by_image_id(api, catalog):
+    photo = catalog[1].images.first()
+    first = api.post(URL, {"image_id": photo.pk, "threshold": -1, "limit": 3}, format="json").json()
+    assert f"image_id={photo.pk}" in first["next"] and "query" not in first["next"]
+    assert len(api.get(first["next"]).json()["results"]) == 2
+
+
+def test_an_expired_or_malformed_query_handle(api, catalog):
+    assert_json_error(api.get(URL, {"query": "0" * 32}), 410, "expired")
+    assert_json_error(api.get(URL, {"query": "../../etc"}), 400)
+    assert_json_error(api.get(URL, {"query": "0" * 32, "image_id": 1}), 400)

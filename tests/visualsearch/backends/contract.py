@@ -11,7 +11,7 @@ import pytest
 from visualsearch.backends.base import IndexEntry, SearchFilters
 
 from .reference import (
-    clustered_entries, entries_with_words, random_entries, random_unit_vectors, reference_search,
+    clustered_entries, entries_with_words, passes, priced, random_entries, random_unit_vectors, reference_search,
     reference_word_search,
 )
 
@@ -165,6 +165,33 @@ class IndexContract:
                             filters=SearchFilters(category="bags"))
         bags = {e.image_id for e in entries if e.category == "bags"}
         assert hits and all(hit.image_id in bags for hit in hits)
+
+    @pytest.mark.parametrize("filters", [
+        SearchFilters(min_price=20.0), SearchFilters(max_price=50.0), SearchFilters(in_stock_only=True),
+        SearchFilters(min_price=20.0, max_price=50.0, in_stock_only=True, category="shoes"),
+    ], ids=["min_price", "max_price", "in_stock", "all"])
+    def test_price_and_stock_filters_apply_before_ranking(self, index, filters):
+        entries = priced(random_entries(400, DIM, products=150, seed=31), seed=32)
+        load(index, entries)
+        by_id = {e.image_id: e for e in entries}
+        vector = random_unit_vectors(1, DIM, seed=33)[0]
+        got = index.search(vector, limit=15, filters=filters)
+        want = reference_search(entries, vector, limit=15, filters=filters)
+        assert len(want) >= 5 and all(passes(by_id[h.image_id], filters) for h in got)
+        if index.exact:
+            assert [(h.product_id, h.image_id) for h in got] == [(h.product_id, h.image_id) for h in want]
+        else:
+            assert len(set(product_ids(got)) & set(product_ids(want))) >= 0.9 * len(want)
+
+    def test_word_search_applies_price_and_stock_filters(self, index):
+        entries = priced(entries_with_words(200, DIM, products=60, seed=6), seed=7)
+        load(index, entries)
+        filters = SearchFilters(min_price=10.0, max_price=80.0, in_stock_only=True)
+        got = index.search_words(entries[3].words[:30], limit=20, filters=filters)
+        want = reference_word_search(entries, entries[3].words[:30], limit=20, filters=filters)
+        by_id = {e.image_id: e for e in entries}
+        assert want and all(passes(by_id[h.image_id], filters) for h in got)
+        assert len({h.image_id for h in got} & {h.image_id for h in want}) >= 0.9 * len(want)
 
     def test_excluded_photos_leave_their_product_to_its_other_photos(self, index):
         entries = clustered_entries(n_products=10, per_product=3, dim=DIM)

@@ -1,6 +1,8 @@
 """Brute-force reference for the backend contract: the obviously-correct (slow) answer."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from visualsearch.backends.base import IndexEntry, SearchFilters, SearchHit
@@ -22,7 +24,19 @@ def reference_search(entries, vector, *, limit, offset=0, threshold=None, filter
 def passes(entry: IndexEntry, filters: SearchFilters) -> bool:
     return ((entry.is_active or not filters.active_only)
             and (filters.category is None or entry.category == filters.category)
+            and (filters.min_price is None or (entry.price is not None and entry.price >= filters.min_price))
+            and (filters.max_price is None or (entry.price is not None and entry.price <= filters.max_price))
+            and (entry.in_stock or not filters.in_stock_only)
             and entry.image_id not in filters.exclude_image_ids)
+
+
+def priced(entries: list[IndexEntry], seed: int) -> list[IndexEntry]:
+    """The same photos with a price (whole and half units 0–100, a tenth without one) and stock per product."""
+    rng = np.random.default_rng(seed)
+    products = sorted({e.product_id for e in entries})
+    prices = {p: None if rng.random() < 0.1 else float(rng.integers(0, 201)) / 2 for p in products}
+    in_stock = {p: bool(rng.random() > 0.3) for p in products}
+    return [replace(e, price=prices[e.product_id], in_stock=in_stock[e.product_id]) for e in entries]
 
 
 def random_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:

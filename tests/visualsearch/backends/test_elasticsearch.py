@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from tests.services import delete_indexes, elasticsearch_url
-from visualsearch.backends.base import IndexEntry, IndexUnavailable
+from visualsearch.backends.base import IndexEntry, IndexUnavailable, SearchFilters
 from visualsearch.backends.elasticsearch import ElasticsearchIndex
 
 from .contract import DIM, IndexContract, load
@@ -42,6 +43,30 @@ class TestElasticsearchIndex(IndexContract):
     @pytest.fixture
     def index(self, es_index):
         return es_index()
+
+
+def test_an_index_built_before_price_and_stock_existed_takes_them_on_first_write(es_index):
+    """The mapping is strict: a live index from an older release would reject every write carrying the new fields
+    (every photo left pending) until a full reindex. The first write puts them on it instead."""
+    index = es_index()
+    current = index.mapping
+    index.mapping = {**current, "properties": {k: v for k, v in current["properties"].items()
+                                               if k not in ("price", "in_stock")}}
+    old, new = random_entries(2, DIM, products=2, seed=1)
+    [target] = index.aliases.write_targets()  # created as the older release did, and written by it:
+    index.client.index(index=target, id=str(old.image_id), refresh=True, document={
+        "image_id": old.image_id, "product_id": old.product_id, "category": old.category, "is_active": True,
+        "indexed_at_us": 1, "vector": old.vector.tolist()})
+    assert "price" not in index.client.indices.get_mapping(index=index.read_alias).body.popitem()[1]["mappings"]["properties"]
+
+    restarted = make_index()  # a process of the new release on the same alias
+    restarted.read_alias, restarted.aliases = index.read_alias, index.aliases
+    load(restarted, [replace(new, price=12.5, in_stock=False)])
+    assert [h.image_id for h in restarted.search(new.vector, limit=5, filters=SearchFilters(
+        active_only=False, min_price=10.0))] == [new.image_id]
+    in_stock = restarted.search(new.vector, limit=5, filters=SearchFilters(active_only=False, in_stock_only=True))
+    assert [h.image_id for h in in_stock] == [old.image_id]  # written without the field: counts as in stock
+    restarted.close()
 
 
 def test_knn_recall_against_exact_search(es_index):

@@ -118,7 +118,7 @@ def test_a_mirrored_photo_is_recognised_by_the_retry(shop):
 def test_the_shopper_page_labels_the_recognised_product(shop, client):
     scene, _ = shopper_shot("rocket", seed=4)
     upload = SimpleUploadedFile("shot.jpg", encode(scene), content_type="image/jpeg")
-    response = client.post("/", {"image": upload})
+    response = client.post("/search/", {"image": upload}, follow=True)
     assert response.status_code == 200
     assert response.content.decode().count("Same product") == 1
 

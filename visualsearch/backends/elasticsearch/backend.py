@@ -27,7 +27,7 @@ from elasticsearch.serializer import OrjsonSerializer
 from ..base import IndexEntry, IndexUnavailable, SearchFilters, SearchHit, VectorIndex
 from . import naming
 from .aliases import AliasManager
-from .documents import mapping
+from .documents import ADDED_FIELDS, mapping
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class ElasticsearchIndex(VectorIndex):
             dim=dim, index_options={"type": quantization, "m": hnsw_m, "ef_construction": hnsw_ef_construction}
         )
         self.guard_template = naming.guard_template(alias, extractor_id)
+        self._fields_checked = False
         self.own_names = naming.own_names(alias, extractor_id)
         self.aliases = AliasManager(self.client, alias, extractor_id, self._create_index, replicas=replicas)
 
@@ -89,7 +90,17 @@ class ElasticsearchIndex(VectorIndex):
             if np.shape(entry.vector) != (self.dim,):
                 raise ValueError(f"vector has shape {np.shape(entry.vector)}, index expects ({self.dim},)")
         with _unavailable_on_errors():
-            self._bulk(self.aliases.write_targets(), [_index_action(e) for e in entries], version)
+            targets = self.aliases.write_targets()
+            self._add_new_fields(targets)
+            self._bulk(targets, [_index_action(e) for e in entries], version)
+
+    def _add_new_fields(self, targets: Sequence[str]) -> None:
+        """Once per process: put fields added since an index was built on it, so its strict mapping accepts them."""
+        if self._fields_checked or not targets:
+            return
+        properties = {name: self.mapping["properties"][name] for name in ADDED_FIELDS}
+        self.client.indices.put_mapping(index=list(targets), properties=properties)
+        self._fields_checked = True
 
     def delete(self, image_ids: Sequence[int], *, version: int | None = None) -> None:
         with _unavailable_on_errors():
@@ -241,6 +252,8 @@ def _index_action(entry: IndexEntry) -> tuple:
         "product_id": entry.product_id,
         "category": entry.category,
         "is_active": entry.is_active,
+        "price": entry.price,
+        "in_stock": entry.in_stock,
         "indexed_at_us": _now_us(),
         "vector": np.asarray(entry.vector, dtype=np.float32).tolist(),
     }
@@ -259,6 +272,12 @@ def _filter_clauses(filters: SearchFilters) -> list[dict]:
         clauses.append({"term": {"is_active": True}})
     if filters.category is not None:
         clauses.append({"term": {"category": filters.category}})
+    if filters.min_price is not None or filters.max_price is not None:
+        bounds = {"gte": filters.min_price, "lte": filters.max_price}
+        clauses.append({"range": {"price": {k: v for k, v in bounds.items() if v is not None}}})
+    if filters.in_stock_only:
+        # must_not false, not term true: documents written before the field existed count as in stock.
+        clauses.append({"bool": {"must_not": {"term": {"in_stock": False}}}})
     if filters.exclude_image_ids:
         clauses.append({"bool": {"must_not": {"terms": {"image_id": sorted(filters.exclude_image_ids)}}}})
     return clauses

@@ -21,11 +21,18 @@ class ProductImageDocument(Document):
     product_id = fields.LongField()  # collapse key: one hit per product
     category = fields.KeywordField()
     is_active = fields.BooleanField()
+    price = fields.DoubleField()
+    in_stock = fields.BooleanField()
     indexed_at_us = fields.LongField(index=False)
 
     class Django:
         model = ProductImage
         fields: list[str] = []
+
+
+# Fields added to the mapping after indexes were first built: put on a live index (an additive change) before the
+# first write, since the mapping is strict. Its older documents lack them until `reindex --products`.
+ADDED_FIELDS = ("price", "in_stock")
 
 
 def mapping(*, dim: int, index_options: dict) -> dict:
