@@ -19,24 +19,35 @@ def thumbnail(image: ProductImage, size: int = 80) -> str:
 class ProductImageInline(admin.TabularInline):
     model = ProductImage
     extra = 1
-    fields = ["preview", "image", "position", "index_status", "index_error"]
-    readonly_fields = ["preview", "index_status", "index_error"]
+    fields = ["preview", "image", "position", "index_state", "index_error"]
+    readonly_fields = ["preview", "index_state", "index_error"]
+    ordering = ["position", "pk"]
 
     @admin.display(description="Photo")
     def preview(self, obj: ProductImage) -> str:
         return thumbnail(obj)
 
+    @admin.display(description="Index status")
+    def index_state(self, obj: ProductImage) -> str:
+        return obj.get_index_status_display() if obj.pk else "—"  # an empty extra row is not "pending"
+
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["title", "relation_id", "category", "price", "stock", "is_active", "photo_count"]
+    list_display = ["main_photo", "title", "relation_id", "category", "price", "stock", "is_active", "photo_count"]
+    list_display_links = ["main_photo", "title"]
     list_editable = ["price", "stock"]
     list_filter = ["is_active", "category"]
     search_fields = ["title", "relation_id", "description"]
     inlines = [ProductImageInline]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_photo_count=Count("images"))
+        return super().get_queryset(request).annotate(_photo_count=Count("images")).prefetch_related("images")
+
+    @admin.display(description="Photo")
+    def main_photo(self, obj: Product) -> str:
+        photos = obj.images.all()  # prefetched, ordered by position
+        return thumbnail(photos[0], 48) if photos else "—"
 
     @admin.display(description="Photos", ordering="_photo_count")
     def photo_count(self, obj: Product) -> int:

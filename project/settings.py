@@ -246,6 +246,10 @@ VISUALSEARCH = {
     # How long the shopper page keeps a query photo (in CACHES, as a JPEG at the analysed size) so its results URL
     # can be reloaded, shared, filtered and paged without a new upload. Use a shared cache with several processes.
     "QUERY_HANDLE_TTL": env.int("VISUALSEARCH_QUERY_HANDLE_TTL", default=30 * 60),
+    # The admin report of shopper searches that found nothing close: days kept, and whether their photos are kept
+    # too (off: only time, filters and the best score; shoppers' photos are personal data).
+    "UNMATCHED_SEARCH_DAYS": env.int("VISUALSEARCH_UNMATCHED_SEARCH_DAYS", default=90),
+    "KEEP_UNMATCHED_PHOTOS": env.bool("VISUALSEARCH_KEEP_UNMATCHED_PHOTOS", default=False),
     # Decodes running at once per process (each can hold tens of MB of pixels); default: the usable CPUs.
     "MAX_CONCURRENT_DECODES": env.int("VISUALSEARCH_MAX_CONCURRENT_DECODES", default=_usable_cpus()),
     # Build the CNN and load the index in the background when a web process gets its first request (after a

@@ -91,3 +91,31 @@ class LocalFeatureSet(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sha256[:12]} @ {self.feature_id} ({self.keypoints} keypoints)"
+
+
+class UnmatchedSearch(models.Model):
+    """A shopper search whose best product fell below the threshold: what shoppers look for and the catalog
+    lacks. Privacy-safe by default: no photo, address or user is kept; rows expire (UNMATCHED_SEARCH_DAYS)."""
+
+    class Source(models.TextChoices):
+        PAGE = "page", "Shopper page"
+        API = "api", "API"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    # One row per photo and filters (a reload or a second page of the same search is not a new search).
+    query_key = models.CharField(max_length=64, unique=True)
+    category = models.CharField(max_length=100, blank=True)
+    filters = models.JSONField(default=dict, blank=True)  # price range, in stock, box: what narrowed the search
+    best_score = models.FloatField(null=True, blank=True)  # the nearest product's score (None: none at all)
+    nearest_product = models.ForeignKey("catalog.Product", null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+")
+    photo = models.ImageField(upload_to="unmatched/%Y/%m/", blank=True)  # only with KEEP_UNMATCHED_PHOTOS
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "search that found nothing close"
+        verbose_name_plural = "searches that found nothing close"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.category or 'any category'}"

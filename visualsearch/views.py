@@ -23,6 +23,7 @@ from . import query_handles
 from .backends.base import IndexUnavailable
 from .forms import SearchForm
 from .imaging import ImageRejected, read_limited
+from .services import unmatched
 from .services.search import ImageUnavailable, UnknownImage, decode_query, more_like_this, search_by_image
 from .templatetags.visualsearch import band_of
 
@@ -62,7 +63,16 @@ def search_page(request):
         return _error(request, context, "Search is temporarily unavailable; please try again shortly.", 503)
     context.update(_present(result.matches, page))
     context.update(result=result, next_url=_next_url(request.GET, page) if context["has_more"] else None)
+    if "photo" in context and page == 1 and not context["close"]:
+        _record_unmatched(request.GET["q"], form, result, context.pop("photo"))
     return render(request, TEMPLATE, context)
+
+
+def _record_unmatched(handle: str, form: SearchForm, result, photo: bytes) -> None:
+    nearest = result.matches[0] if result.matches else None
+    unmatched.record(source="page", photo_key=handle, filters=form.filter_query(), photo_jpeg=photo,
+                     best_score=nearest.score if nearest else None,
+                     nearest_product_id=nearest.product.pk if nearest else None)
 
 
 def _post(request):
@@ -95,7 +105,7 @@ def _results(params, form: SearchForm, page: int, context: dict):
     if data is None:
         raise ExpiredQuery()
     pixels = decode_query(data)
-    context["preview"] = _preview_data_url(pixels)
+    context["preview"], context["photo"] = _preview_data_url(pixels), data
     return search_by_image(image=pixels, box=form.cleaned_data.get("box"), **paging, **form.filters())
 
 

@@ -249,3 +249,70 @@ def test_a_wrong_box_is_explained_on_the_page(page, catalog, tmp_path):
     _search_two_products(page, tmp_path)
     response = page.goto(page.url + "&box=0.9,0,0.1,1")
     assert response.status == 400 and "Crop box" in page.get_by_role("alert").first.inner_text()
+
+
+def accessibility_violations(page) -> list[str]:
+    """axe-core's WCAG 2.x A/AA violations on the page as it is now."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    options = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]},
+               "resultTypes": ["violations"]}
+    results = Axe().run(page, options=options)
+    return [f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+            for v in results.response["violations"]]
+
+
+def test_pages_pass_an_automated_accessibility_check(page, catalog, tmp_path, settings):
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "SEARCH_THRESHOLD": -1.0}
+    page.goto(page.base + "/")
+    assert accessibility_violations(page) == []
+    page.goto(page.base + catalog[1].get_absolute_url())
+    assert accessibility_violations(page) == []
+    page.goto(page.base + "/search/")
+    with page.expect_navigation():
+        page.set_input_files('#photo-search input[name="image"]', str(two_products(tmp_path)))
+    page.wait_for_selector("#crop-box", state="visible")
+    assert accessibility_violations(page) == []
+
+
+@pytest.fixture
+def staff_page(page, django_user_model):
+    django_user_model.objects.create_superuser("boss", "boss@example.com", "pw-for-tests")
+    page.goto(page.base + "/admin/login/")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", "pw-for-tests")
+    with page.expect_navigation():
+        page.click('input[type="submit"]')
+    return page
+
+
+def test_admin_thumbnails_and_find_similar_grid(staff_page, catalog):
+    page = staff_page
+    page.goto(page.base + "/admin/catalog/product/")
+    thumbnails = page.locator("#result_list .field-main_photo img")
+    assert thumbnails.count() == 6
+    assert page.evaluate("Array.from(document.querySelectorAll('.field-main_photo img')).every(i => i.naturalWidth > 0)")
+    row = page.locator("#result_list tr", has_text=catalog[2].title)
+    row.locator("input.action-select").check()
+    page.select_option('select[name="action"]', "find_similar_products")
+    with page.expect_navigation():
+        page.click('button[name="index"]')
+    cards = page.locator(".vs-grid figure.vs-card")
+    assert cards.count() == 4 and catalog[2].title not in cards.all_inner_texts()
+    shoot(page, "admin-find-similar")
+
+
+def test_admin_warns_about_a_duplicate_photo_and_saves_it(staff_page, catalog, tmp_path):
+    page = staff_page
+    duplicate = tmp_path / "dup.jpg"
+    duplicate.write_bytes(encode(scene(4), "JPEG"))  # sku-4's photo, again
+    page.goto(page.base + "/admin/catalog/product/add/")
+    page.fill("#id_relation_id", "copy-4")
+    page.fill("#id_title", "Copy of four")
+    page.set_input_files("#id_images-0-image", str(duplicate))
+    with page.expect_navigation():
+        page.click('input[name="_save"]')
+    warning = page.locator("ul.messagelist li.warning")
+    assert warning.count() == 1 and catalog[4].title in warning.inner_text()
+    assert page.locator("ul.messagelist li.success").count() == 1  # saved all the same
+    shoot(page, "admin-duplicate-warning")

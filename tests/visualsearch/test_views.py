@@ -156,3 +156,32 @@ def test_the_product_page_shows_similar_products_but_not_itself(client, catalog)
     assert b"Similar products" in response.content
     strip = response.content.decode().split("Similar products", 1)[1]
     assert catalog[2].title not in strip and catalog[3].title in strip
+
+
+def test_a_search_that_found_nothing_close_is_reported_once_without_the_photo(client, catalog, settings):
+    from visualsearch.models import UnmatchedSearch
+
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "SEARCH_THRESHOLD": 0.999}
+    results_url = _search(client, 66, category="shoes", min_price="1")["Location"]
+    client.get(results_url)
+    client.get(results_url)  # a reload is the same search
+    [row] = UnmatchedSearch.objects.all()
+    assert row.source == "page" and row.category == "shoes" and row.filters == {"min_price": "1"}
+    assert row.best_score is not None and row.nearest_product.category == "shoes" and not row.photo
+
+
+def test_the_report_keeps_photos_only_when_allowed(client, catalog, settings, tmp_path):
+    from visualsearch.models import UnmatchedSearch
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "SEARCH_THRESHOLD": 0.999, "KEEP_UNMATCHED_PHOTOS": True}
+    client.get(_search(client, 67)["Location"])
+    assert UnmatchedSearch.objects.get().photo.name.startswith("unmatched/")
+
+
+def test_searches_that_found_something_are_not_reported(client, catalog, settings):
+    from visualsearch.models import UnmatchedSearch
+
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "SEARCH_THRESHOLD": -1.0}
+    client.get(_search(client, 2)["Location"])
+    assert not UnmatchedSearch.objects.exists()

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
+from PIL import Image
 from rest_framework import exceptions
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -14,8 +16,9 @@ from rest_framework.views import APIView
 from .. import query_handles
 from ..backends.base import IndexUnavailable
 from ..imaging import ImageRejected, read_limited
+from ..services import unmatched
 from ..services.search import (
-    ImageUnavailable, SearchResult, UnknownImage, decode_query, more_like_this, search_by_image,
+    EXACT, ImageUnavailable, SearchResult, UnknownImage, decode_query, more_like_this, search_by_image,
 )
 from .errors import Conflict, Gone, PayloadTooLarge, ServiceUnavailable, UnsupportedImage
 from .serializers import SearchInputSerializer, SearchOutputSerializer
@@ -44,7 +47,7 @@ class VisualSearchApi(APIView):
         serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
         try:
-            result, handle = _search(**params)
+            result, handle, pixels = _search(**params)
         except ImageUnavailable as exc:
             raise Conflict(str(exc), code=exc.code) from exc
         except ImageRejected as exc:
@@ -53,15 +56,18 @@ class VisualSearchApi(APIView):
             raise exceptions.NotFound(str(exc)) from exc
         except IndexUnavailable as exc:
             raise ServiceUnavailable() from exc
+        if pixels is not None and params["offset"] == 0:
+            _record_if_unmatched(result, params, handle or hashlib.sha256(pixels.tobytes()).hexdigest()[:32])
         context = {"request": request, "query": handle,
                    "next": _next_url(request, handle, params) if len(result.matches) == params["limit"] else None}
         return Response(SearchOutputSerializer(result, context=context).data)
 
 
-def _search(*, image=None, image_id=None, query=None, **params) -> tuple[SearchResult, str | None]:
-    """The result and the photo's handle: kept only when a next page may exist (encoding it costs a few ms)."""
+def _search(*, image=None, image_id=None, query=None, **params) -> tuple[SearchResult, str | None, Image.Image | None]:
+    """The result, the photo's handle (kept only when a next page may exist: encoding it costs a few ms) and the
+    decoded photo (None for ``image_id``)."""
     if image_id is not None:
-        return more_like_this(image_id=image_id, **params), None  # never the photo itself
+        return more_like_this(image_id=image_id, **params), None, None  # never the photo itself
     if query is not None:
         data = query_handles.load(query)
         if data is None:
@@ -72,7 +78,23 @@ def _search(*, image=None, image_id=None, query=None, **params) -> tuple[SearchR
     result = search_by_image(image=pixels, **params)
     if query is None and len(result.matches) == params["limit"]:
         query = query_handles.store(pixels)
-    return result, query
+    return result, query, pixels
+
+
+def _record_if_unmatched(result: SearchResult, params: dict, photo_key: str) -> None:
+    """Searches whose best product is not close (not recognised, under the shop's threshold) go to the report."""
+    threshold = settings.VISUALSEARCH["SEARCH_THRESHOLD"]
+    if any(m.match == EXACT or m.score >= threshold for m in result.matches):
+        return
+    scores = [(m.score, m.product.pk) for m in result.matches]
+    if result.nearest is not None:
+        scores.append((result.nearest.score, result.nearest.product_id))
+    best, nearest = max(scores, default=(None, None))
+    filters = {"category": params.get("category"), "min_price": params.get("min_price"),
+               "max_price": params.get("max_price"), "in_stock": params.get("in_stock_only"),
+               "box": str(params["box"]) if params.get("box") else None}
+    unmatched.record(source="api", photo_key=photo_key, filters=filters, best_score=best,
+                     nearest_product_id=nearest)
 
 
 def _next_url(request, handle: str | None, params: dict) -> str:

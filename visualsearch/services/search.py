@@ -99,6 +99,9 @@ class SearchResult:
     shortlist: list[Candidate] = field(default_factory=list)
     stages: dict[str, set[int]] = field(default_factory=dict)
     photo_scores: dict[int, float] = field(default_factory=dict)
+    # When nothing passed the threshold: the nearest product anyway (for the report of searches that found
+    # nothing close); None otherwise, or when the index is empty.
+    nearest: SearchHit | None = None
 
     @property
     def took_ms(self) -> float:
@@ -219,10 +222,14 @@ def _search(build: QueryBuilder, *, limit, offset, threshold, category, exclude_
             hits = index.search(query.vector, limit=limit, offset=offset, threshold=threshold, filters=filters)
     with timed(timings, "assemble"):
         matches = load_matches(hits)
+    nearest = None
+    if not hits and offset == 0:  # one more kNN, only for searches that came back empty
+        nearest = next(iter(index.search(query.vector, limit=1, threshold=None, filters=filters)), None)
     timings["total"] = (time.perf_counter() - started) * 1000
     if shortlist is None:
-        return SearchResult(extractor.id, matches, timings)
-    return SearchResult(extractor.id, matches, timings, shortlist.candidates, shortlist.stages, shortlist.photo_scores)
+        return SearchResult(extractor.id, matches, timings, nearest=nearest)
+    return SearchResult(extractor.id, matches, timings, shortlist.candidates, shortlist.stages, shortlist.photo_scores,
+                        nearest)
 
 
 def _recognised_first(candidates: list[Candidate], vector, index: VectorIndex, filters, threshold, wanted: int):

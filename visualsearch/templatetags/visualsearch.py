@@ -49,3 +49,13 @@ def band_of(match, threshold: float | None = None) -> str:
 def match_card(match) -> dict:
     band = band_of(match)
     return {"match": match, "band": band, "label": BANDS[band]}
+
+
+@register.simple_tag
+def band(match) -> str:
+    return band_of(match)
+
+
+@register.simple_tag
+def band_label(match) -> str:
+    return BANDS[band_of(match)]

@@ -283,3 +283,15 @@ def test_an_expired_or_malformed_query_handle(api, catalog):
     assert_json_error(api.get(URL, {"query": "0" * 32}), 410, "expired")
     assert_json_error(api.get(URL, {"query": "../../etc"}), 400)
     assert_json_error(api.get(URL, {"query": "0" * 32, "image_id": 1}), 400)
+
+
+def test_api_searches_that_found_nothing_close_go_to_the_admin_report(api, catalog, settings, admin_client):
+    from visualsearch.models import UnmatchedSearch
+
+    settings.VISUALSEARCH = {**settings.VISUALSEARCH, "SEARCH_THRESHOLD": 0.999}
+    api.post(URL, {"image": upload(scene_jpeg(68)), "category": "bags"}, format="multipart")
+    api.post(URL, {"image": upload(scene_jpeg(68)), "category": "bags"}, format="multipart")
+    [row] = UnmatchedSearch.objects.all()
+    assert row.source == "api" and row.category == "bags" and row.best_score is not None
+    page = admin_client.get("/admin/visualsearch/unmatchedsearch/")
+    assert page.status_code == 200 and "bags" in page.content.decode()
