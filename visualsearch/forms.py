@@ -34,6 +34,12 @@ class SearchForm(forms.Form):
             (name, name) for name in Product.objects.browsable().categories()
         ]
 
+    def add_error(self, field, error) -> None:
+        super().add_error(field, error)
+        if self._errors.get("image"):  # the error text is tied to the input, not only shown near it
+            self.fields["image"].widget.attrs.update({"aria-invalid": "true",
+                                                      "aria-describedby": "photo-help photo-error"})
+
     def clean_box(self) -> Box | None:
         value = self.cleaned_data.get("box")
         if not value:

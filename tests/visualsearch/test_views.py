@@ -185,3 +185,10 @@ def test_searches_that_found_something_are_not_reported(client, catalog, setting
     settings.VISUALSEARCH = {**settings.VISUALSEARCH, "SEARCH_THRESHOLD": -1.0}
     client.get(_search(client, 2)["Location"])
     assert not UnmatchedSearch.objects.exists()
+
+
+def test_a_photo_error_is_tied_to_the_photo_input(client, catalog):
+    response = client.post("/search/", {"image": SimpleUploadedFile("q.jpg", b"garbage", "image/jpeg")})
+    html = response.content.decode()
+    assert 'aria-invalid="true"' in html and 'aria-describedby="photo-help photo-error"' in html
+    assert 'id="photo-error"' in html
