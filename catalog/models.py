@@ -157,6 +157,9 @@ class ProductImage(models.Model):
     width = models.PositiveIntegerField(null=True, editable=False)
     height = models.PositiveIntegerField(null=True, editable=False)
     position = models.PositiveIntegerField(default=0, help_text="Display order; the lowest is the main photo.")
+    # Where `import_catalog` got the photo (URL or path as written in the import): a re-import finds it here and
+    # neither downloads nor embeds it again. Empty for photos uploaded by hand.
+    source_url = models.CharField(max_length=2000, blank=True, editable=False)
     # Visible state of the derived index entry; the durable record of pending work (reindex --missing reads it).
     index_status = models.CharField(
         max_length=10, choices=IndexStatus.choices, default=IndexStatus.PENDING, db_index=True, editable=False

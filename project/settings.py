@@ -120,6 +120,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Throttle counts must be shared by all web processes in production: e.g. CACHE_URL=redis://127.0.0.1:6379/1.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
+# `manage.py import_catalog`: photo downloads (catalog/fetching.py refuses internal addresses unless allow-listed).
+CATALOG_IMPORT = {
+    # Hosts, addresses or networks (CIDR) photos may be fetched from although they are internal, e.g. a shop's own
+    # image server on 10.0.0.0/8. Empty: only public addresses.
+    "ALLOWED_HOSTS": env.list("CATALOG_IMPORT_ALLOWED_HOSTS", default=[]),
+    "MAX_BYTES": env.int("CATALOG_IMPORT_MAX_BYTES", default=25 * 1024 * 1024),
+    "TIMEOUT_S": env.float("CATALOG_IMPORT_TIMEOUT", default=30.0),  # per photo, redirects included
+    "WORKERS": env.int("CATALOG_IMPORT_WORKERS", default=8),  # concurrent downloads
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
