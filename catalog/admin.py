@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import transaction
 from django.db.models import Count
 from django.utils.html import format_html
 
-from .models import Product, ProductImage
+from . import import_jobs
+from .models import CatalogImport, Product, ProductImage
 
 
 def thumbnail(image: ProductImage, size: int = 80) -> str:
@@ -34,6 +36,7 @@ class ProductImageInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    change_list_template = "admin/catalog/product/change_list.html"  # + an "Import catalog" button
     list_display = ["main_photo", "title", "relation_id", "category", "price", "stock", "is_active", "photo_count"]
     list_display_links = ["main_photo", "title"]
     list_editable = ["price", "stock"]
@@ -70,3 +73,35 @@ class ProductImageAdmin(admin.ModelAdmin):
     @admin.display(description="Index error")
     def short_error(self, obj: ProductImage) -> str:
         return obj.index_error[:80]
+
+
+@admin.register(CatalogImport)
+class CatalogImportAdmin(admin.ModelAdmin):
+    """Upload a CSV / JSON Lines file; the import runs in the background and this page shows its progress and
+    the report of every row that failed."""
+
+    list_display = ["__str__", "status", "progress", "created_at", "finished_at"]
+    fields = ["file"]
+    change_form_template = "admin/catalog/catalogimport/change_form.html"
+
+    def get_fields(self, request, obj=None):
+        return ["file"] if obj is None else ["file", "status", "progress", "summary_text", "error"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)  # results are read-only
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            transaction.on_commit(lambda: import_jobs.start(obj))
+
+    @admin.display(description="Progress")
+    def progress(self, obj: CatalogImport) -> str:
+        return f"{obj.rows_done} of {obj.rows_total} rows" if obj.rows_total else "—"
+
+    @admin.display(description="Summary")
+    def summary_text(self, obj: CatalogImport) -> str:
+        return ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in obj.summary.items()) or "—"

@@ -202,3 +202,29 @@ def file_sha256(field_file) -> str:
 def category_exists(category: str) -> bool:
     """Whether shoppers can see any product of this category (filters name only real ones)."""
     return Product.objects.browsable().filter(category=category).exists()
+
+
+class CatalogImport(models.Model):
+    """An import started from the admin: its file, progress and per-row report (runs in the background)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Stopped by an error"
+
+    file = models.FileField(upload_to="imports/%Y/%m/", help_text="CSV (header row) or JSON Lines (.jsonl)")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)  # created, updated, unchanged, photos added / kept / removed
+    failures = models.JSONField(default=list, blank=True)  # [{line, relation_id, source, code, message}], capped
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} ({self.file.name.rsplit('/', 1)[-1]})"

@@ -152,3 +152,28 @@ def test_an_import_that_crashed_resumes_without_duplicates_or_downloading_again(
     assert "2 created" in out and "2 unchanged" in out
     assert sorted(Photos.hits) == ["/photo/2.jpg", "/photo/3.jpg"]
     assert Product.objects.count() == 4 and ProductImage.objects.count() == 4
+
+
+@pytest.mark.django_db(transaction=True)  # the job's thread reads what the request committed
+def test_staff_import_from_the_admin_and_read_the_report(admin_client, server, settings, media_root, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    from catalog import import_jobs
+    from catalog.models import CatalogImport
+
+    settings.CATALOG_IMPORT = {**settings.CATALOG_IMPORT, "ALLOWED_HOSTS": ["127.0.0.1"]}
+    csv_text = ("relation_id,title,image\n"
+                f"a1,Kettle,{server.url('/photo/1.jpg')}\n"
+                "a2,Local file,/etc/passwd\n")  # local paths are never read from an admin upload
+    assert "Import catalog" in admin_client.get(reverse("admin:catalog_product_changelist")).content.decode()
+    response = admin_client.post(reverse("admin:catalog_catalogimport_add"),
+                                 {"file": SimpleUploadedFile("shop.csv", csv_text.encode(), "text/csv")})
+    assert response.status_code == 302
+    import_jobs._worker.submit(lambda: None).result(timeout=60)  # the job has finished
+    job = CatalogImport.objects.get()
+    assert job.status == CatalogImport.Status.DONE and (job.rows_done, job.rows_total) == (2, 2)
+    assert job.summary["created"] == 2 and [f["code"] for f in job.failures] == ["bad_url"]
+    page = admin_client.get(reverse("admin:catalog_catalogimport_change", args=[job.pk])).content.decode()
+    assert "2 of 2 rows" in page and "/etc/passwd" in page and "bad_url" in page
+    assert Product.objects.get(relation_id="a1").images.count() == 1
