@@ -4,7 +4,11 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from visualsearch import health
+
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("", include("visualsearch.urls")),
     path("", include("catalog.urls")),
     path("admin/", admin.site.urls),

@@ -59,3 +59,10 @@ def band(match) -> str:
 @register.simple_tag
 def band_label(match) -> str:
     return BANDS[band_of(match)]
+
+
+@register.simple_tag
+def index_backlog() -> dict[str, int]:
+    from ..health import index_backlog as backlog
+
+    return backlog()
