@@ -60,7 +60,20 @@ SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(env("DJANGO_SECURE_PROXY_SSL_HEADER"
 HTTPS = env.bool("DJANGO_HTTPS", default=False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=3600 if HTTPS else 0)  # raise once HTTPS is proven
+# Both are promises about every subdomain of the shop's domain: the shop decides (README, "Production").
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)  # usually the proxy redirects
+# A load balancer probes over plain http inside the network: its health checks are never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Content-Security-Policy for every HTML page outside /api/ (Swagger UI runs inline scripts): scripts only
+# from the site itself, images also as data:/blob: URLs (the search preview), no framing, no plugins.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+                           "script-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; "
+                           "form-action 'self'")
+# Admin logins: failures allowed per client address and per username before a pause (cache-counted).
+ADMIN_LOGIN_FAILURES = env.int("DJANGO_ADMIN_LOGIN_FAILURES", default=5)
+ADMIN_LOGIN_PAUSE_S = env.int("DJANGO_ADMIN_LOGIN_PAUSE", default=15 * 60)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -88,6 +101,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "project.security.ContentSecurityPolicyMiddleware",
+    "project.security.AdminLoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
