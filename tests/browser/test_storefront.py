@@ -43,8 +43,12 @@ def page(browser, live_server, settings):
     page.set_default_timeout(30_000)
     page.route(f"{live_server.url}/media/**", lambda route: _serve_media(route, settings.MEDIA_ROOT))
     page.base = live_server.url
+    console_errors = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
     yield page
     context.close()
+    blocked = [text for text in console_errors if "Content Security Policy" in text]
+    assert not blocked, f"the page broke its own Content-Security-Policy: {blocked}"
 
 
 def _serve_media(route, root) -> None:
@@ -163,7 +167,7 @@ def test_changing_a_filter_searches_again_from_page_one(page, catalog, tmp_path,
         page.set_input_files('#photo-search input[name="image"]', str(photo_file(tmp_path, 2)))
     assert len(titles(page)) == 2
     page.click("#load-more")  # appended in place: same URL, no new upload
-    page.wait_for_function("document.querySelectorAll('#result-grid article').length === 4")
+    playwright.expect(page.locator("#result-grid article")).to_have_count(4)  # (no wait_for_function: CSP bans eval)
     assert "page=" not in page.url
     with page.expect_navigation():
         page.select_option('select[name="category"]', "bags")
