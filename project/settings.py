@@ -314,8 +314,25 @@ VISUALSEARCH = {
     },
 }
 
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")  # production: redis://… (scripts/services.sh)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="visualsearch")
+# Nothing is lost when a worker dies: a task is acknowledged only after it ran (acks_late), a worker process killed
+# mid-task gives its task back (reject_on_worker_lost), and a worker holds one task at a time beyond the running one
+# (prefetch 1). A task a dead worker held unacknowledged is redelivered after the visibility timeout: longer than
+# the longest task (MAX_TASK_IMAGES photos, ~1–2 min), short enough that a crash delays indexing only minutes.
+# Tasks are idempotent (reconciled against the database), so running one twice redoes nothing twice.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
+    "socket_connect_timeout": 2,  # the web process never waits long for a broker that is down
+}
+# A save's on-commit hand-off to a broker that is down fails at once (logged; the photo stays pending for
+# `reindex --missing`) instead of retrying inside the web request.
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 
 LOGGING = {
     "version": 1,

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Real backing services for the production configuration and the integration tests:
-#   MariaDB (Debian package, own datadir) on 127.0.0.1:3306 and an Elasticsearch single node on 127.0.0.1:9200.
+#   MariaDB (Debian package, own datadir) on 127.0.0.1:3306, an Elasticsearch single node on 127.0.0.1:9200 and
+#   Redis (Debian package; the Celery broker) on 127.0.0.1:6379.
 #
-#   scripts/services.sh start [mariadb|elasticsearch]   idempotent: a running service is left alone
-#   scripts/services.sh stop  [mariadb|elasticsearch]
+#   scripts/services.sh start [mariadb|elasticsearch|redis]   idempotent: a running service is left alone
+#   scripts/services.sh stop  [mariadb|elasticsearch|redis]
 #   scripts/services.sh status
-#   scripts/services.sh env                              prints `export DATABASE_URL=... ELASTICSEARCH_URL=...`
+#   scripts/services.sh env            prints `export DATABASE_URL=... ELASTICSEARCH_URL=... CELERY_BROKER_URL=...`
 #
 # Must run as root (apt-get, service users). State lives in <project>/.services/ (git-ignored): downloads,
 # the unpacked Elasticsearch, data and logs. Elasticsearch is the `integ-test-zip` distribution from Maven Central
@@ -13,7 +14,8 @@
 # analysis-common, mapper-extras, ingest). 9.x needs Java 21+; without one the 8.19 line on Java 17 is used.
 #
 # Overrides (env): ES_VERSION, ES_JAVA_HOME, ES_HEAP (512m), ES_PORT (9200), ES_START_TIMEOUT (120),
-#                  DB_NAME/DB_USER/DB_PASSWORD (catalog), DB_PORT (3306), SERVICES_DIR (<project>/.services).
+#                  DB_NAME/DB_USER/DB_PASSWORD (catalog), DB_PORT (3306), REDIS_PORT (6379),
+#                  SERVICES_DIR (<project>/.services).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,8 +37,11 @@ DB_PASSWORD="${DB_PASSWORD:-catalog}"
 DB_PORT="${DB_PORT:-3306}"
 DB_START_TIMEOUT="${DB_START_TIMEOUT:-60}"
 
+REDIS_PORT="${REDIS_PORT:-6379}"
+
 DATABASE_URL="mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$DB_PORT/$DB_NAME"
 ELASTICSEARCH_URL="http://127.0.0.1:$ES_PORT"
+CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
 die() { echo "services.sh: $*" >&2; exit 1; }
 now() { date +%s.%N; }
@@ -402,29 +407,75 @@ es_status() {
   fi
 }
 
+# ----------------------------------------------------------------------------------------------------------- Redis
+# The Celery broker. Append-only file on: a queued indexing task survives a broker restart. No RDB snapshots.
+REDIS_DIR="$STATE_DIR/redis"
+REDIS_PIDFILE="$REDIS_DIR/redis.pid"
+
+redis_start() {
+  local pid t0
+  if pid="$(pid_alive "$REDIS_PIDFILE" redis-server)"; then echo "redis: already running (pid $pid)"; return 0; fi
+  port_open "$REDIS_PORT" && die "redis: port $REDIS_PORT is taken by another process"
+  ensure_cmd redis-server redis-server
+  mkdir -p "$REDIS_DIR"
+  t0="$(now)"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode yes --daemonize yes --dir "$REDIS_DIR" \
+    --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_DIR/redis.log" --appendonly yes --save "" >/dev/null
+  local deadline=$((SECONDS + 30))
+  until port_open "$REDIS_PORT"; do
+    (( SECONDS < deadline )) || die "redis: not listening after 30 s (see $REDIS_DIR/redis.log)"
+    sleep 0.1
+  done
+  echo "redis: started in $(since "$t0") (pid $(pid_alive "$REDIS_PIDFILE" redis-server || echo '?')) $CELERY_BROKER_URL"
+}
+
+redis_stop() {
+  local pid
+  if ! pid="$(pid_alive "$REDIS_PIDFILE" redis-server)"; then echo "redis: not running"; return 0; fi
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    if (( SECONDS >= deadline )); then kill -KILL "$pid" 2>/dev/null || true; break; fi
+    sleep 0.1
+  done
+  echo "redis: stopped"
+}
+
+redis_status() {
+  local pid
+  if pid="$(pid_alive "$REDIS_PIDFILE" redis-server)"; then echo "redis: running (pid $pid) $CELERY_BROKER_URL"
+  elif port_open "$REDIS_PORT"; then echo "redis: not started by this script, but port $REDIS_PORT is open"
+  else echo "redis: stopped"; fi
+}
+
 # ------------------------------------------------------------------------------------------------------------ main
 cmd="${1:-}"; what="${2:-all}"
-case "$what" in all|mariadb|elasticsearch) ;; *) die "unknown service '$what' (mariadb|elasticsearch)";; esac
+case "$what" in all|mariadb|elasticsearch|redis) ;; *) die "unknown service '$what' (mariadb|elasticsearch|redis)";; esac
+wants() { [[ "$what" == all || "$what" == "$1" ]]; }
 case "$cmd" in
   start)
     require_root
     mkdir -p "$SERVICES_DIR" "$STATE_DIR"
-    [[ "$what" == elasticsearch ]] || db_start
-    [[ "$what" == mariadb ]] || es_start
+    if wants mariadb; then db_start; fi
+    if wants elasticsearch; then es_start; fi
+    if wants redis; then redis_start; fi
     ;;
   stop)
     require_root
-    [[ "$what" == mariadb ]] || es_stop
-    [[ "$what" == elasticsearch ]] || db_stop
+    if wants redis; then redis_stop; fi
+    if wants elasticsearch; then es_stop; fi
+    if wants mariadb; then db_stop; fi
     ;;
   status)
-    [[ "$what" == elasticsearch ]] || db_status
-    [[ "$what" == mariadb ]] || es_status
+    if wants mariadb; then db_status; fi
+    if wants elasticsearch; then es_status; fi
+    if wants redis; then redis_status; fi
     ;;
   env)
     echo "export DATABASE_URL=$DATABASE_URL"
     echo "export ELASTICSEARCH_URL=$ELASTICSEARCH_URL"
+    echo "export CELERY_BROKER_URL=$CELERY_BROKER_URL"
     ;;
   *)
-    echo "usage: $0 start|stop|status|env [mariadb|elasticsearch]" >&2; exit 2;;
+    echo "usage: $0 start|stop|status|env [mariadb|elasticsearch|redis]" >&2; exit 2;;
 esac

@@ -11,4 +11,10 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-insecure-key")
 
 from project.settings import *  # noqa: E402,F401,F403
 
+# Unit tests never publish to a real broker. CI's environment names one (scripts/services.sh env) for the worker
+# tests, which use it explicitly (tests/visualsearch/test_celery_worker.py); Celery would read the variable over
+# these settings, so it is moved aside.
+os.environ.setdefault("TEST_CELERY_BROKER_URL", os.environ.pop("CELERY_BROKER_URL", ""))
+CELERY_BROKER_URL = "memory://"
+
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

@@ -33,9 +33,13 @@ def schedule_sync(*, image_ids: Iterable[int] = (), product_ids: Iterable[int] =
     from .celery_tasks import sync_index_task
 
     chunks = [image_ids[i : i + MAX_TASK_IMAGES] for i in range(0, len(image_ids), MAX_TASK_IMAGES)] or [[]]
-    for n, chunk in enumerate(chunks):
-        # Product ids ride with the first chunk only; their photos are re-sent from stored vectors (no model).
-        sync_index_task.delay(image_ids=chunk, product_ids=product_ids if n == 0 else [])
+    try:
+        for n, chunk in enumerate(chunks):
+            # Product ids ride with the first chunk only; their photos are re-sent from stored vectors (no model).
+            sync_index_task.delay(image_ids=chunk, product_ids=product_ids if n == 0 else [])
+    except Exception as exc:  # noqa: BLE001 — kombu/redis raise per transport; the save must stand either way
+        # The photos are `pending` in the database (the durable record): `reindex --missing` catches them up.
+        logger.warning("broker unavailable, %d photo(s) left pending for `reindex --missing`: %s", len(image_ids), exc)
 
 
 def schedule_reindex(image_ids: list[int]) -> bool:
