@@ -412,10 +412,23 @@ es_status() {
 REDIS_DIR="$STATE_DIR/redis"
 REDIS_PIDFILE="$REDIS_DIR/redis.pid"
 
+redis_pong() {  # a Redis server answers on the port
+  local reply
+  exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT" 2>/dev/null || return 1
+  printf 'PING\r\n' >&3
+  IFS= read -r -t 2 reply <&3 || true
+  exec 3<&- 3>&-
+  [[ "$reply" == "+PONG"* ]]
+}
+
 redis_start() {
   local pid t0
   if pid="$(pid_alive "$REDIS_PIDFILE" redis-server)"; then echo "redis: already running (pid $pid)"; return 0; fi
-  port_open "$REDIS_PORT" && die "redis: port $REDIS_PORT is taken by another process"
+  if port_open "$REDIS_PORT"; then
+    redis_pong || die "redis: port $REDIS_PORT is taken by something that is not Redis"
+    echo "redis: port $REDIS_PORT is served by another Redis; using it $CELERY_BROKER_URL"
+    return 0
+  fi
   ensure_cmd redis-server redis-server
   mkdir -p "$REDIS_DIR"
   t0="$(now)"

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 from catalog.models import IndexStatus, ProductImage
 
 from .backends.base import IndexUnavailable
+from .models import PendingIndexDelete
 from .registry import get_index
 
 logger = logging.getLogger(__name__)
@@ -44,10 +45,12 @@ def readyz(request):
 
 
 def index_backlog() -> dict[str, int]:
-    """Photos not in the index yet: pending (work queued or missed) and failed (see their index error)."""
+    """Photos not in the index yet: pending (work queued or missed) and failed (see their index error); and
+    deletes the index has not heard of yet (it was down)."""
     counts = dict(ProductImage.objects.exclude(index_status=IndexStatus.INDEXED)
                   .values_list("index_status").annotate(n=Count("pk")).values_list("index_status", "n"))
-    return {"pending": counts.get(IndexStatus.PENDING, 0), "failed": counts.get(IndexStatus.FAILED, 0)}
+    return {"pending": counts.get(IndexStatus.PENDING, 0), "failed": counts.get(IndexStatus.FAILED, 0),
+            "deletes_pending": PendingIndexDelete.objects.count()}
 
 
 def _database() -> str:

@@ -119,3 +119,14 @@ class UnmatchedSearch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.category or 'any category'}"
+
+
+class PendingIndexDelete(models.Model):
+    """A deleted photo whose removal from the index has not been confirmed (the index was down). Its row is gone,
+    so this is the only record of it: the next successful index write, or `reindex --missing`, sends it."""
+
+    image_id = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"delete image {self.image_id}"

@@ -18,7 +18,7 @@ def test_readiness_reports_checks_and_the_index_backlog(client, catalog):
     ProductImage.objects.filter(pk=photo.pk).update(index_status=IndexStatus.FAILED, index_error="boom")
     body = client.get("/readyz").json()
     assert body["status"] == "ok" and body["checks"] == {"database": "ok", "index": "ok"}
-    assert body["photos"] == {"pending": 0, "failed": 1}
+    assert body["photos"] == {"pending": 0, "failed": 1, "deletes_pending": 0}
 
 
 def test_readiness_fails_when_the_index_is_unreachable(client, catalog, monkeypatch):

@@ -72,3 +72,25 @@ def test_frozen_server(on_elasticsearch, make_product, make_image, django_captur
 def _wait_for_health(url: str) -> None:
     with Elasticsearch([url], request_timeout=30) as client:
         client.cluster.health(wait_for_status="yellow", timeout="30s")
+
+
+def test_a_delete_made_while_the_server_is_down_reaches_the_index_when_it_is_back(
+    on_elasticsearch, make_product, make_image, django_capture_on_commit_callbacks,
+):
+    """The photo's row is gone, so `pending` cannot record it: PendingIndexDelete does, and the next write (or
+    `reindex --missing`) sends it. Without that record the deleted photo would stay searchable until a rebuild."""
+    from visualsearch.models import PendingIndexDelete
+
+    with django_capture_on_commit_callbacks(execute=True):
+        doomed = make_image(make_product(), seed=3)
+        kept = make_image(make_product(), seed=4)
+    with frozen(on_elasticsearch), django_capture_on_commit_callbacks(execute=True):
+        doomed_id = doomed.pk
+        doomed.delete()  # the staff delete succeeds; the index cannot hear of it
+    assert list(PendingIndexDelete.objects.values_list("image_id", flat=True)) == [doomed_id]
+    _wait_for_health(on_elasticsearch)
+    assert doomed_id in indexed_ids()  # still there: nothing has written since
+    with django_capture_on_commit_callbacks(execute=True):
+        make_image(make_product(), seed=5)  # any later write takes the recorded delete along
+    assert doomed_id not in indexed_ids() and kept.pk in indexed_ids()
+    assert not PendingIndexDelete.objects.exists()

@@ -50,6 +50,16 @@ class IndexUnavailable(Exception):
     """The index cannot be reached or answered too slowly; callers turn this into 503 / a pending status."""
 
 
+class EntriesRejected(Exception):
+    """The index refused some entries for what they are (a malformed document, e.g. a vector that is not unit
+    length); every other entry of the write was written. ``rejected``: image id → the index's reason."""
+
+    def __init__(self, rejected: dict[int, str]) -> None:
+        first = next(iter(rejected.items()), (None, ""))
+        super().__init__(f"{len(rejected)} entr{'y' if len(rejected) == 1 else 'ies'} rejected, e.g. {first[0]}: {first[1]}")
+        self.rejected = rejected
+
+
 class VectorIndex(ABC):
     """A kNN index over unit vectors of one extractor, grouped by product at query time.
 

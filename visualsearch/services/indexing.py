@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from catalog.models import IndexStatus, ProductImage
 
-from ..backends.base import IndexEntry, IndexUnavailable, VectorIndex
+from ..backends.base import EntriesRejected, IndexEntry, IndexUnavailable, VectorIndex
 from ..extractors.base import FeatureExtractor
-from ..models import ImageEmbedding, IndexGeneration, vector_from_bytes
+from ..models import ImageEmbedding, IndexGeneration, PendingIndexDelete, vector_from_bytes
 from ..registry import get_extractor, get_index
 from . import recognition
 from .embedding import EmbedOutcome, embed_images
@@ -93,10 +93,12 @@ def _sync_chunk(image_ids: list[int], extractor: FeatureExtractor) -> None:
     marks = [(pk, row.sha256) for pk, row in ready.items()]
     words = _stored_words((row.sha256 for row in ready.values()), recognizer.feature_id) if recognizer else {}
     entries = [_entry(pk, row, outcome.vectors[row.sha256], words.get(row.sha256)) for pk, row in ready.items()]
-    if _write(stale, entries, version, marks):
-        _mark([m for m in marks if m[0] not in local_errors], IndexStatus.INDEXED, "")
+    rejected = _write(stale, entries, version, marks)
+    if rejected is not None:
+        _mark([m for m in marks if m[0] not in local_errors and m[0] not in rejected], IndexStatus.INDEXED, "")
         for pk, reason in local_errors.items():  # searchable by its global vector; says why recognition cannot
-            _mark([m for m in marks if m[0] == pk], IndexStatus.INDEXED, reason)
+            if pk not in rejected:
+                _mark([m for m in marks if m[0] == pk], IndexStatus.INDEXED, reason)
 
 
 def _store_local_features(images: Sequence[ProductImage], recognizer) -> dict[int, str]:
@@ -126,23 +128,41 @@ def _current_rows(image_ids: Iterable[int]) -> dict[int, _Current]:
     return {pk: _Current(*fields) for pk, *fields in rows}
 
 
-def _write(stale: Sequence[int], entries: Sequence[IndexEntry], version: int, marks) -> bool:
-    """Delete and upsert as one step; False (photos left pending for `reindex --missing`) if the index is down."""
-    if not stale and not entries:
-        return True  # nothing written: no generation bump, so no other process reloads
+# Deletes whose photo rows are gone wait in PendingIndexDelete while the index is down; each later write takes
+# up to this many of them along.
+PENDING_DELETES_PER_WRITE = 1000
+
+
+def _write(stale: Sequence[int], entries: Sequence[IndexEntry], version: int, marks) -> set[int] | None:
+    """Delete and upsert as one step. Returns the ids the index refused (those photos are marked failed, with the
+    index's reason; the rest are written), or None when the index is down: photos are left pending for
+    `reindex --missing`, and deletes are recorded so they are not lost with their rows."""
+    waiting = list(PendingIndexDelete.objects.values_list("image_id", flat=True)[:PENDING_DELETES_PER_WRITE])
+    deletes = sorted(set(stale) | set(waiting))
+    if not deletes and not entries:
+        return set()  # nothing written: no generation bump, so no other process reloads
     index = get_index()
+    rejected: dict[int, str] = {}
     try:
         with _writing(index):
-            if stale:
-                index.delete(list(stale), version=version)
+            if deletes:
+                index.delete(deletes, version=version)
             if entries:
-                index.upsert(list(entries), version=version)
+                try:
+                    index.upsert(list(entries), version=version)
+                except EntriesRejected as exc:
+                    rejected = exc.rejected
             _bump_generation(index)
     except IndexUnavailable as exc:
         _mark(marks, IndexStatus.PENDING, f"index unavailable, will retry: {exc}")
-        logger.warning("index unavailable; %d images left pending: %s", len(marks), exc)
-        return False
-    return True
+        PendingIndexDelete.objects.bulk_create([PendingIndexDelete(image_id=i) for i in stale], ignore_conflicts=True)
+        logger.warning("index unavailable; %d images left pending, %d deletes recorded: %s", len(marks), len(stale), exc)
+        return None
+    if waiting:
+        PendingIndexDelete.objects.filter(image_id__in=waiting).delete()
+    for pk, reason in rejected.items():
+        _mark([m for m in marks if m[0] == pk], IndexStatus.FAILED, f"the index refused it: {reason}")
+    return set(rejected)
 
 
 def _writing(index: VectorIndex):
@@ -187,9 +207,11 @@ def _resend(photos, *, page_size: int = RESEND_PAGE, progress: Callable[[int], N
         words = _stored_words(sha for _, sha, *_ in page)
         entries = [IndexEntry(pk, product, vector_from_bytes(vector), words=words.get(sha), **_product_fields(*fields))
                    for pk, sha, _, vector, product, *fields in page]
-        if not _write((), entries, version, [(pk, sha) for pk, sha, *_ in page]):
+        rejected = _write((), entries, version, [(pk, sha) for pk, sha, *_ in page])
+        if rejected is None:
             return sent, False
-        _mark([(pk, sha) for pk, sha, status, *_ in page if status != IndexStatus.INDEXED], IndexStatus.INDEXED, "")
+        _mark([(pk, sha) for pk, sha, status, *_ in page if status != IndexStatus.INDEXED and pk not in rejected],
+              IndexStatus.INDEXED, "")
         sent += len(page)
         progress(len(page))
 
@@ -239,8 +261,10 @@ def rebuild_index(*, batch_size: int = 64, progress: Callable[[int], None] = lam
     feature_id = recognizer.feature_id if recognizer else None
     index = get_index()
     with _load_lock:
+        entries_read_from = timezone.now()  # deletes recorded before this have no row to be rebuilt from
         report.indexed = index.rebuild(iter_entries(extractor.id, feature_id=feature_id),
                                        expected_count=lambda: count_entries(extractor.id))
+        PendingIndexDelete.objects.filter(created_at__lt=entries_read_from).delete()
         if recognizer is not None:  # a newly trained vocabulary goes live with the index built from its words
             recognition.activate(recognizer.vocabulary_id)
         _mark_all_with_vectors_indexed(extractor.id)
@@ -399,6 +423,9 @@ def index_pending(*, batch_size: int = 64, progress: Callable[[int], None] = lam
     """Catch up on photos that are not indexed (pending after an outage, failed after a bad file), in batches."""
     started = time.monotonic()
     report = RebuildReport()
+    while PendingIndexDelete.objects.exists():  # deletes made while the index was down go first
+        if _write((), (), _now_us(), []) is None:
+            break  # still down: they stay recorded
     pending = ProductImage.objects.exclude(index_status=IndexStatus.INDEXED).values_list("pk", flat=True)
     for batch in _pages(pending, batch_size, key=lambda pk: pk):
         sync_images(batch)

@@ -154,3 +154,18 @@ def test_unreachable_server_raises_index_unavailable_quickly():
     with pytest.raises(IndexUnavailable):
         index.upsert(random_entries(3, DIM, products=3))
     assert index.check()
+
+
+def test_a_bulk_item_refused_for_what_it_is_fails_alone(es_index):
+    """Elasticsearch refuses a vector that is not unit length for dot_product (400): only that entry fails, with
+    the server's reason; the rest of the write is stored."""
+    from visualsearch.backends.base import EntriesRejected
+
+    index = es_index()
+    good = random_entries(3, DIM, products=3, seed=9)
+    broken = IndexEntry(99, 99, np.zeros(DIM, dtype=np.float32))
+    with pytest.raises(EntriesRejected) as caught:
+        index.upsert([good[0], broken, good[1], good[2]])
+    assert set(caught.value.rejected) == {99} and "unit" in caught.value.rejected[99].lower()
+    index.refresh()
+    assert index.image_ids() == {e.image_id for e in good}

@@ -24,7 +24,7 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 from elasticsearch.helpers import scan
 from elasticsearch.serializer import OrjsonSerializer
 
-from ..base import IndexEntry, IndexUnavailable, SearchFilters, SearchHit, VectorIndex
+from ..base import EntriesRejected, IndexEntry, IndexUnavailable, SearchFilters, SearchHit, VectorIndex
 from . import naming
 from .aliases import AliasManager
 from .documents import ADDED_FIELDS, mapping
@@ -113,6 +113,7 @@ class ElasticsearchIndex(VectorIndex):
         """``missing_ok``: a target dropped meanwhile needs no write (live writes); a rebuild's target must exist."""
         client = client or self.client
         version = version or _now_us()
+        rejected: dict[int, str] = {}
         for start in range(0, len(actions), self.bulk_chunk):
             operations = []
             for index in targets:
@@ -122,7 +123,9 @@ class ElasticsearchIndex(VectorIndex):
                     if doc is not None:
                         operations.append(doc)
             if operations:
-                _raise_for_bulk_errors(client.bulk(operations=operations), missing_ok=missing_ok)
+                rejected.update(_bulk_rejections(client.bulk(operations=operations), missing_ok=missing_ok))
+        if rejected:
+            raise EntriesRejected(rejected)
 
     def _create_index(self, name: str) -> None:
         self._forbid_auto_create()
@@ -228,7 +231,11 @@ class ElasticsearchIndex(VectorIndex):
         for entry in batch:
             if np.shape(entry.vector) != (self.dim,):
                 raise ValueError(f"vector has shape {np.shape(entry.vector)}, index expects ({self.dim},)")
-        self._bulk([target], [_index_action(e) for e in batch], version, client=self.bulk_client, missing_ok=False)
+        try:
+            self._bulk([target], [_index_action(e) for e in batch], version, client=self.bulk_client, missing_ok=False)
+        except EntriesRejected as exc:  # a rebuild goes on without them (their photos' rows say nothing: logged)
+            logger.warning("rebuild: %s", exc)
+            return len(_unique_ids(batch) - set(exc.rejected))
         return len(_unique_ids(batch))
 
     def rollback(self) -> None:
@@ -288,18 +295,26 @@ def _hit(hit: dict) -> SearchHit:
     return SearchHit(int(hit["_source"]["product_id"]), int(hit["_id"]), 2.0 * float(hit["_score"]) - 1.0)
 
 
-def _raise_for_bulk_errors(response, *, missing_ok: bool = True) -> None:
+def _bulk_rejections(response, *, missing_ok: bool = True) -> dict[int, str]:
+    """Items the server refused for what they are (4xx: only those photos fail); an overloaded or failing server
+    (429, 5xx) means the whole write must be retried later: IndexUnavailable."""
+    rejected: dict[int, str] = {}
     if not response.get("errors"):
-        return
+        return rejected
     for item in response["items"]:
         result = next(iter(item.values()))
         status = result.get("status", 200)
-        if status == 404 and (result.get("error") or {}).get("type") == "index_not_found_exception" and not missing_ok:
+        error = result.get("error") or {}
+        if status == 404 and error.get("type") == "index_not_found_exception" and not missing_ok:
             raise IndexUnavailable(f"index {result.get('_index')} was deleted while being written")
         # 409: a newer version is already there (the race versions exist to settle); 404: deleting the absent, or
         # an index dropped since the targets were listed (the template keeps it from being re-created).
-        if status >= 300 and status not in (404, 409):
-            raise IndexUnavailable(f"bulk write failed: {result.get('error')}")
+        if status < 300 or status in (404, 409):
+            continue
+        if status == 429 or status >= 500:
+            raise IndexUnavailable(f"bulk write failed: {error}")
+        rejected[int(result["_id"])] = f"{error.get('type', status)}: {error.get('reason', '')}"[:500]
+    return rejected
 
 
 def _now_us() -> int:
