@@ -66,6 +66,7 @@ class Site:
         root = Path(tempfile.mkdtemp(prefix=f"visualsearch-bench-{label}-"))
         site = cls(root)
         site.migrate()
+        site.manage("collectstatic", "--noinput", "-v", "0")  # as `make serve`: pages need the static manifest
         return site
 
     @property
