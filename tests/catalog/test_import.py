@@ -177,3 +177,33 @@ def test_staff_import_from_the_admin_and_read_the_report(admin_client, server, s
     page = admin_client.get(reverse("admin:catalog_catalogimport_change", args=[job.pk])).content.decode()
     assert "2 of 2 rows" in page and "/etc/passwd" in page and "bad_url" in page
     assert Product.objects.get(relation_id="a1").images.count() == 1
+
+
+@pytest.mark.services
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_from_a_mysql_table_paged_with_a_server_side_cursor(run, server, monkeypatch):
+    """The classic recipe's shop: a MariaDB table of photos, read a page at a time (DB_PAGE rows)."""
+    from django.db import connection
+
+    from catalog.management.commands import import_catalog
+    from tests.services import require, uses_mysql
+
+    require("MariaDB", uses_mysql(), "set DATABASE_URL=mysql://... (scripts/services.sh)")
+    monkeypatch.setattr(import_catalog, "DB_PAGE", 2)  # several pages even for a few rows
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE legacy_images (id INT PRIMARY KEY AUTO_INCREMENT, relation_id VARCHAR(50), "
+                       "title VARCHAR(100), photo VARCHAR(200))")
+        cursor.executemany("INSERT INTO legacy_images (relation_id, title, photo) VALUES (%s, %s, %s)",
+                           [("m1", "Mug", "/photo/1.jpg"), ("m1", "Mug", "/photo/2.jpg"), ("m2", "Vase", "/photo/3.jpg"),
+                            ("m3", "Bowl", "/photo/4.jpg"), ("m3", "Bowl", "/photo/5.jpg")])
+    try:
+        db = connection.settings_dict
+        url = f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
+        out = run("--from-db", url, "--query", "SELECT relation_id, title, photo AS image FROM legacy_images "
+                  "ORDER BY relation_id, id", "--base-url", server.url("/"))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE legacy_images")
+    assert "3 created" in out and "5 added" in out and "0 failure" in out
+    assert [p.images.count() for p in Product.objects.order_by("relation_id")] == [2, 1, 2]
