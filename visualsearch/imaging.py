@@ -42,6 +42,9 @@ REDUCED_JPEG_ALLOWANCE = 4
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
 # Output rows per strip when reducing: a strip of the full-size image is converted at a time, never all of it.
 _STRIP_ROWS = 8
+# Longest side over shortest: a panorama is ~4:1; 1×100000 is no photo of a product, and would reach the models
+# (and a JPEG encoder, which stops at 65 535 pixels) nearly unreduced, since only the short side limits reduction.
+MAX_ASPECT_RATIO = 25
 # EXIF orientation → the transpose that makes the photo upright (as ImageOps.exif_transpose does).
 _UPRIGHT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -128,6 +131,9 @@ def _check_pixels(image: Image.Image, max_pixels: int) -> None:
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageRejected("corrupt", "The image has no pixels.")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageRejected("bad_shape", f"The image is {width}×{height} pixels: too long and thin to show a "
+                            "product (at most 25 times longer than wide).")
     if width * height > max_pixels:
         raise ImageRejected(
             "too_many_pixels", f"The image is {width}×{height} pixels; the limit is {max_pixels:,} pixels."

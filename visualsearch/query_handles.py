@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core.cache import cache
 from PIL import Image
 
+from .imaging import ImageRejected
+
 _HANDLE = re.compile(r"[0-9a-f]{32}")
 _PREFIX = "visualsearch:query:"
 DEFAULT_TTL_S = 30 * 60
@@ -23,7 +25,10 @@ DEFAULT_TTL_S = 30 * 60
 def store(pixels: Image.Image) -> str:
     """Keep the decoded query photo; returns its handle (the same photo always gets the same handle)."""
     buffer = io.BytesIO()
-    pixels.save(buffer, "JPEG", quality=92)
+    try:
+        pixels.save(buffer, "JPEG", quality=92)
+    except (OSError, ValueError) as exc:  # e.g. a side over JPEG's 65 535 pixels
+        raise ImageRejected("unsupported", "This photo cannot be kept for its results page.") from exc
     data = buffer.getvalue()
     handle = hashlib.sha256(data).hexdigest()[:32]
     cache.set(_PREFIX + handle, data, timeout=settings.VISUALSEARCH.get("QUERY_HANDLE_TTL", DEFAULT_TTL_S))

@@ -279,3 +279,12 @@ def test_a_long_side_is_kept_whatever_the_aspect_ratio(size):
     decoded = decode_image(data, max_pixels=16_000_000, long_side=800)
     assert 800 <= max(decoded.size) < 2 * 800 or max(decoded.size) == max(size)
     assert decoded.size[0] / decoded.size[1] == pytest.approx(size[0] / size[1], rel=0.01)
+
+
+@pytest.mark.parametrize("size", [(1, 100), (5000, 10), (26, 1)])
+def test_images_too_long_and_thin_to_be_a_product_photo_are_refused(size):
+    """Found by bench.fuzz: a PNG declaring 1×100 000 pixels decoded nearly unreduced and broke the JPEG encoder."""
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(encode(Image.new("RGB", size), "PNG"), max_pixels=LIMIT)
+    assert caught.value.code == "bad_shape"
+    assert decode_image(encode(Image.new("RGB", (250, 10)), "PNG"), max_pixels=LIMIT).size == (250, 10)  # 25:1

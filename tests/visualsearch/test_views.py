@@ -192,3 +192,11 @@ def test_a_photo_error_is_tied_to_the_photo_input(client, catalog):
     html = response.content.decode()
     assert 'aria-invalid="true"' in html and 'aria-describedby="photo-help photo-error"' in html
     assert 'id="photo-error"' in html
+
+
+def test_a_long_thin_image_is_refused_on_the_page_not_a_500(client, catalog):
+    from PIL import Image
+
+    response = client.post("/search/", {"image": SimpleUploadedFile("x.png", encode(Image.new("RGB", (1, 3000)), "PNG"),
+                                                                    "image/png")})
+    assert response.status_code == 400 and "too long and thin" in response.content.decode()

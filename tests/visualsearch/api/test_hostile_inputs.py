@@ -13,6 +13,16 @@ pytestmark = pytest.mark.django_db
 CASES = list(cases(160, seed=7))
 
 
+@pytest.fixture(autouse=True)
+def fresh_throttle():
+    """220 searches in a row would trip the throttle (and leave later tests throttled)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 def _files(files: dict) -> dict:
     out = {}
     for field, (name, data, _) in files.items():
