@@ -250,6 +250,9 @@ if VISUALSEARCH_INDEX_BACKEND == "elasticsearch":
             "quantization": env("ELASTICSEARCH_QUANTIZATION", default="int8_hnsw"),
             "num_candidates": env.int("ELASTICSEARCH_NUM_CANDIDATES", default=10_000),
             "timeout": env.float("ELASTICSEARCH_TIMEOUT", default=5.0),
+            "bulk_chunk": env.int("ELASTICSEARCH_BULK_CHUNK", default=500),  # documents per bulk request
+            # Seconds without a renewal after which a rebuild counts as crashed and the next `reindex` may start.
+            "rebuild_lock_ttl": env.float("ELASTICSEARCH_REBUILD_LOCK_TTL", default=300.0),
         },
     }
 else:

@@ -21,7 +21,7 @@ from elasticsearch.exceptions import GeneralAvailabilityWarning
 
 from ..base import IndexUnavailable
 from . import naming
-from .lock import RebuildInProgress, RebuildLock  # noqa: F401  (RebuildInProgress: part of the API)
+from .lock import DEFAULT_TTL, RebuildInProgress, RebuildLock  # noqa: F401  (RebuildInProgress: part of the API)
 
 VERIFY_ATTEMPTS = 5
 MERGE_POLL_S = (0.05, 2.0)  # first and longest wait between looks at a running force merge
@@ -36,7 +36,7 @@ class RebuildAborted(IndexUnavailable):
 class AliasManager:
     def __init__(
         self, client: Elasticsearch, prefix: str, extractor_id: str, create_index: Callable[[str], None],
-        *, replicas: int = 0,
+        *, replicas: int = 0, lock_ttl: float = DEFAULT_TTL,
     ):
         self.client = client
         self.read_alias = naming.read_alias(prefix, extractor_id)
@@ -44,7 +44,7 @@ class AliasManager:
         self.first_index = self.read_alias + "__00000000t000000000000"  # same name in every process: no races
         self.new_name = lambda: naming.new_concrete_name(prefix, extractor_id)
         self.create_index = create_index
-        self.lock = RebuildLock(client, naming.lock_index(prefix, extractor_id), replicas=replicas)
+        self.lock = RebuildLock(client, naming.lock_index(prefix, extractor_id), ttl=lock_ttl, replicas=replicas)
 
     def write_targets(self) -> list[str]:
         targets = self._indexes_behind(self.write_alias)

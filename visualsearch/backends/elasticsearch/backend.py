@@ -58,6 +58,7 @@ class ElasticsearchIndex(VectorIndex):
         timeout: float = 5.0,
         bulk_timeout: float = 60.0,
         bulk_chunk: int = 500,
+        rebuild_lock_ttl: float = 300.0,
     ) -> None:
         super().__init__(extractor_id=extractor_id, dim=dim)
         # orjson encodes the float vectors of a bulk load several times faster than the standard library.
@@ -81,7 +82,9 @@ class ElasticsearchIndex(VectorIndex):
         self.guard_template = naming.guard_template(alias, extractor_id)
         self._fields_checked = False
         self.own_names = naming.own_names(alias, extractor_id)
-        self.aliases = AliasManager(self.client, alias, extractor_id, self._create_index, replicas=replicas)
+        # A rebuild that crashed (SIGKILL, a lost machine) blocks the next one until its lock expires.
+        self.aliases = AliasManager(self.client, alias, extractor_id, self._create_index, replicas=replicas,
+                                    lock_ttl=rebuild_lock_ttl)
 
     # --- writes ------------------------------------------------------------------------------------------------
 
