@@ -18,13 +18,12 @@ import http.client
 import json
 import statistics
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from . import dataset
 from .bulk_indexing import Catalog, build_catalog
-from .common import (elasticsearch_url, elasticsearch_version, fmt, latency_summary_ms, log,
+from .common import (elasticsearch_url, multipart, elasticsearch_version, fmt, latency_summary_ms, log,
                      machine_info, percentile, print_tables, quiet_tensorflow, ratio, table, time_calls, times,
                      write_json)  # fmt: skip
 from .es import delete_indexes, unique_prefix
@@ -65,13 +64,7 @@ def bare_model(query_paths: list[str], repeat: int = 20) -> dict[str, float]:
 
 
 def _multipart(image: bytes, fields: dict[str, str]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in
-             fields.items()]  # fmt: skip
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="query.jpg"\r\n'
-                 "Content-Type: image/jpeg\r\n\r\n".encode() + image + b"\r\n")  # fmt: skip
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+    return multipart({"image": ("query.jpg", image, "image/jpeg")}, fields)
 
 
 def post_search(base: str, image: bytes, limit: int = 20, timeout: float = 120) -> tuple[float, int, dict[str, Any]]:

@@ -16,30 +16,15 @@ import json
 import select
 import socket
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .common import log
+from .common import log, multipart
 from .hostile import cases, valid_image
 from .site import Site
 
 OVERSIZED_BODIES = 20
 OVERSIZED_MB = 30  # over the 25 MiB upload limit: refused from the headers, before the body is read
-
-
-def multipart(files: dict, fields: dict) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, (filename, data, content_type) in files.items():
-        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-        if content_type:
-            head += f"Content-Type: {content_type}\r\n"
-        parts.append(head.encode() + b"\r\n" + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def send(host: str, port: int, path: str, body: bytes, content_type: str, headers: dict | None = None,

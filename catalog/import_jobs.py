@@ -15,8 +15,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from .fetching import Fetcher, FetchPolicy
-from .importing import PhotoSource, import_rows, read_file
+from .importing import import_rows, read_file, source_from_settings
 from .models import CatalogImport
 
 logger = logging.getLogger(__name__)
@@ -36,12 +35,9 @@ def run(job_id: int) -> None:
         job.rows_total = sum(1 for _ in read_file(path))
         job.status = CatalogImport.Status.RUNNING
         job.save(update_fields=["rows_total", "status"])
-        config = settings.CATALOG_IMPORT
-        policy = FetchPolicy(max_bytes=config["MAX_BYTES"], total_timeout_s=config["TIMEOUT_S"],
-                             allowed_hosts=frozenset(h.lower() for h in config["ALLOWED_HOSTS"]))
         # No local paths from the admin: a file uploaded through the web must not read the server's disk.
-        source = PhotoSource(Fetcher(policy), base_dir=None, max_bytes=config["MAX_BYTES"])
-        report = import_rows(read_file(path), source, workers=config["WORKERS"],
+        source = source_from_settings(base_dir=None)
+        report = import_rows(read_file(path), source, workers=settings.CATALOG_IMPORT["WORKERS"],
                              progress=lambda n: CatalogImport.objects.filter(pk=job_id).update(
                                  rows_done=F("rows_done") + n))
         job.summary = {k: v for k, v in asdict(report).items() if k != "failures"}

@@ -22,11 +22,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin, urlsplit
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image, UnidentifiedImageError
 
-from .fetching import Fetcher, FetchError
+from .fetching import Fetcher, FetchError, FetchPolicy
 from .models import Product, ProductImage
 
 PRODUCT_FIELDS = ("title", "description", "category", "price", "stock", "is_active")
@@ -226,6 +227,14 @@ class PhotoSource:
         if path.stat().st_size > self.max_bytes:
             raise FetchError("too_large", f"{path.stat().st_size:,} bytes; the limit is {self.max_bytes:,}")
         return path.read_bytes()
+
+
+def source_from_settings(*, base_dir: Path | None, extra_hosts=()) -> PhotoSource:
+    """The photo source CATALOG_IMPORT describes (limits, allow-listed internal hosts), plus ``extra_hosts``."""
+    config = settings.CATALOG_IMPORT
+    hosts = frozenset(h.lower() for h in [*config["ALLOWED_HOSTS"], *extra_hosts])
+    policy = FetchPolicy(max_bytes=config["MAX_BYTES"], total_timeout_s=config["TIMEOUT_S"], allowed_hosts=hosts)
+    return PhotoSource(Fetcher(policy), base_dir=base_dir, max_bytes=config["MAX_BYTES"])
 
 
 def sniff(data: bytes) -> None:

@@ -41,3 +41,11 @@ def delete_indexes(client, pattern: str) -> None:
     if names:
         client.indices.delete(index=",".join(names), ignore_unavailable=True)
     client.options(ignore_status=404).indices.delete_index_template(name=pattern)  # the backend's guard template
+
+
+def database_url() -> str:
+    """The URL of the database this test run uses (the test database), for processes the test starts."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"

@@ -187,7 +187,7 @@ def test_from_a_mysql_table_paged_with_a_server_side_cursor(run, server, monkeyp
     from django.db import connection
 
     from catalog.management.commands import import_catalog
-    from tests.services import require, uses_mysql
+    from tests.services import database_url, require, uses_mysql
 
     require("MariaDB", uses_mysql(), "set DATABASE_URL=mysql://... (scripts/services.sh)")
     monkeypatch.setattr(import_catalog, "DB_PAGE", 2)  # several pages even for a few rows
@@ -198,9 +198,7 @@ def test_from_a_mysql_table_paged_with_a_server_side_cursor(run, server, monkeyp
                            [("m1", "Mug", "/photo/1.jpg"), ("m1", "Mug", "/photo/2.jpg"), ("m2", "Vase", "/photo/3.jpg"),
                             ("m3", "Bowl", "/photo/4.jpg"), ("m3", "Bowl", "/photo/5.jpg")])
     try:
-        db = connection.settings_dict
-        url = f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
-        out = run("--from-db", url, "--query", "SELECT relation_id, title, photo AS image FROM legacy_images "
+        out = run("--from-db", database_url(), "--query", "SELECT relation_id, title, photo AS image FROM legacy_images "
                   "ORDER BY relation_id, id", "--base-url", server.url("/"))
     finally:
         with connection.cursor() as cursor:

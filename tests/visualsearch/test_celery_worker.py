@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 from django.core.management import call_command
-from django.db import connection
 
 from catalog.models import IndexStatus, Product, ProductImage
 from tests.conftest import encode, scene, scene_jpeg
-from tests.services import require, uses_elasticsearch, uses_mysql
+from tests.services import database_url, require, uses_elasticsearch, uses_mysql
 from visualsearch import tasks
 from visualsearch.models import ImageEmbedding
 from visualsearch.registry import get_index
@@ -46,11 +45,10 @@ class Worker:
     """`celery -A project worker` in its own process group, on the test's database, index and broker."""
 
     def __init__(self, broker: str, settings, visibility_timeout: int = 600) -> None:
-        db = connection.settings_dict
         index_options = settings.VISUALSEARCH_INDEXES["default"]["OPTIONS"]
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "DJANGO_ENV_FILE": "",
                "DJANGO_SECRET_KEY": "worker-test-secret", "DJANGO_DEBUG": "0",
-               "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}",
+               "DATABASE_URL": database_url(),
                "ELASTICSEARCH_INDEX_ALIAS": index_options["alias"], "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
                "VISUALSEARCH_TASK_RUNNER": "celery", "CELERY_BROKER_URL": broker,
                "CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout), "VISUALSEARCH_WARM_UP": "0"}

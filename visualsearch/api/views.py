@@ -57,7 +57,7 @@ class VisualSearchApi(APIView):
         except IndexUnavailable as exc:
             raise ServiceUnavailable() from exc
         if pixels is not None and params["offset"] == 0:
-            _record_if_unmatched(result, params, handle or hashlib.sha256(pixels.tobytes()).hexdigest()[:32])
+            _record_if_unmatched(result, params, handle, pixels)
         context = {"request": request, "query": handle,
                    "next": _next_url(request, handle, params) if len(result.matches) == params["limit"] else None}
         return Response(SearchOutputSerializer(result, context=context).data)
@@ -81,11 +81,13 @@ def _search(*, image=None, image_id=None, query=None, **params) -> tuple[SearchR
     return result, query, pixels
 
 
-def _record_if_unmatched(result: SearchResult, params: dict, photo_key: str) -> None:
-    """Searches whose best product is not close (not recognised, under the shop's threshold) go to the report."""
+def _record_if_unmatched(result: SearchResult, params: dict, handle: str | None, pixels: Image.Image) -> None:
+    """Searches whose best product is not close (not recognised, under the shop's threshold) go to the report,
+    keyed by the photo (its handle, or its hash: computed only here, off the path of searches that found something)."""
     threshold = settings.VISUALSEARCH["SEARCH_THRESHOLD"]
     if any(m.match == EXACT or m.score >= threshold for m in result.matches):
         return
+    photo_key = handle or hashlib.sha256(pixels.tobytes()).hexdigest()[:32]
     scores = [(m.score, m.product.pk) for m in result.matches]
     if result.nearest is not None:
         scores.append((result.nearest.score, result.nearest.product_id))

@@ -10,8 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from catalog.fetching import Fetcher, FetchPolicy
-from catalog.importing import PhotoSource, import_rows, read_file, rows_from_records
+from catalog.importing import import_rows, read_file, rows_from_records, source_from_settings
 
 DB_PAGE = 1000
 
@@ -37,10 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         rows, base_dir = self._rows(options)
-        config = settings.CATALOG_IMPORT
-        policy = FetchPolicy(max_bytes=config["MAX_BYTES"], total_timeout_s=config["TIMEOUT_S"],
-                             allowed_hosts=frozenset(h.lower() for h in [*config["ALLOWED_HOSTS"], *options["allow_host"]]))
-        source = PhotoSource(Fetcher(policy), base_dir=base_dir, max_bytes=config["MAX_BYTES"])
+        source = source_from_settings(base_dir=base_dir, extra_hosts=options["allow_host"])
         with tqdm(desc="import", unit="row", disable=options["verbosity"] < 1, file=self.stderr) as bar:
             report = import_rows(rows, source, workers=options["workers"], batch_rows=options["batch"],
                                  refresh=options["refresh"], progress=bar.update)

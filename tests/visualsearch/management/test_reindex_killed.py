@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
-from django.db import connection
 
 from catalog.models import ProductImage
 from tests.conftest import scene_jpeg
-from tests.services import require, uses_elasticsearch, uses_mysql
+from tests.services import database_url, require, uses_elasticsearch, uses_mysql
 from visualsearch.models import ImageEmbedding
 from visualsearch.registry import get_index
 
@@ -27,10 +26,9 @@ LOCK_TTL_S = 2
 
 
 def reindex(settings, *, wait: bool):
-    db = connection.settings_dict
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "DJANGO_ENV_FILE": "", "DJANGO_DEBUG": "0",
            "DJANGO_SECRET_KEY": "reindex-test-secret", "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}",
+           "DATABASE_URL": database_url(),
            "ELASTICSEARCH_INDEX_ALIAS": settings.VISUALSEARCH_INDEXES["default"]["OPTIONS"]["alias"],
            "ELASTICSEARCH_REBUILD_LOCK_TTL": str(LOCK_TTL_S), "ELASTICSEARCH_BULK_CHUNK": "4",
            "VISUALSEARCH_RECOGNITION": "off"}
