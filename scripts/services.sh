@@ -4,6 +4,9 @@
 #   Redis (Debian package; the Celery broker) on 127.0.0.1:6379.
 #
 #   scripts/services.sh start [mariadb|elasticsearch|redis]   idempotent: a running service is left alone
+#   scripts/services.sh start elasticsearch --es-nodes 3       a 3-node cluster on ES_PORT..ES_PORT+2 instead (its own
+#                                     state, so with ES_PORT=9250 it runs beside the single node; pass the same
+#                                     --es-nodes and ES_PORT to stop/status/env; `start` again restarts a lost node)
 #   scripts/services.sh stop  [mariadb|elasticsearch|redis]
 #   scripts/services.sh status
 #   scripts/services.sh env            prints `export DATABASE_URL=... ELASTICSEARCH_URL=... CELERY_BROKER_URL=...`
@@ -17,6 +20,18 @@
 #                  DB_NAME/DB_USER/DB_PASSWORD (catalog), DB_PORT (3306), REDIS_PORT (6379),
 #                  SERVICES_DIR (<project>/.services).
 set -euo pipefail
+
+ES_NODES="${ES_NODES:-1}"
+positional=()
+while (( $# )); do
+  case "$1" in
+    --es-nodes) ES_NODES="${2:-}"; shift 2 || shift;;
+    --es-nodes=*) ES_NODES="${1#*=}"; shift;;
+    *) positional+=("$1"); shift;;
+  esac
+done
+set -- "${positional[@]}"
+[[ "$ES_NODES" =~ ^[1-9]$ ]] || { echo "services.sh: --es-nodes takes 1..9" >&2; exit 2; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SERVICES_DIR="${SERVICES_DIR:-$ROOT/.services}"
@@ -40,9 +55,14 @@ DB_START_TIMEOUT="${DB_START_TIMEOUT:-60}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 
 DATABASE_URL="mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$DB_PORT/$DB_NAME"
-ELASTICSEARCH_URL="http://127.0.0.1:$ES_PORT"
+ES_URLS=() ES_TRANSPORTS=() ES_NAMES=()  # node I: HTTP port ES_PORT+I-1, transport port that + 100
+for ((i = 0; i < ES_NODES; i++)); do
+  ES_URLS+=("http://127.0.0.1:$((ES_PORT + i))"); ES_TRANSPORTS+=("127.0.0.1:$((ES_PORT + 100 + i))"); ES_NAMES+=("node-$((i + 1))")
+done
+ELASTICSEARCH_URL="$(IFS=,; echo "${ES_URLS[*]}")"  # every node's: the client fails over between them
 CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
+json_list() { local sep="" item; for item in "$@"; do printf '%s"%s"' "$sep" "$item"; sep=", "; done; }
 die() { echo "services.sh: $*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -70,9 +90,12 @@ if ! world_traversable "$ROOT"; then
   STATE_DIR="/var/lib/project-services/$(printf %s "$ROOT" | md5sum | cut -c1-12)"
 fi
 DB_DIR="$STATE_DIR/mariadb"
-ES_BASE="$STATE_DIR/elasticsearch"
-ES_PIDFILE="$ES_BASE/elasticsearch.pid"
-ES_PGIDFILE="$ES_BASE/launcher.pgid"  # process group of launcher + node (the node writes its pidfile only once started)
+ES_DIST="$STATE_DIR/elasticsearch"  # unpacked distributions, shared by the single node and any cluster
+if (( ES_NODES == 1 )); then
+  ES_BASE="$ES_DIST"
+else  # a cluster keeps its own state, so it can run beside the single node (on other ports)
+  ES_BASE="$STATE_DIR/elasticsearch-cluster-$ES_PORT"
+fi
 DB_CNF="$DB_DIR/my.cnf"
 DB_PIDFILE="$DB_DIR/run/mariadbd.pid"
 DB_SOCKET="$DB_DIR/run/mysqld.sock"
@@ -253,9 +276,9 @@ es_choose() {  # sets ES_VERSION and ES_JAVA_HOME
 
 es_fetch() {  # download (cached) and unpack ES_VERSION into $ES_HOME
   local zip="$DL_DIR/elasticsearch-$ES_VERSION.zip"
-  ES_HOME="$ES_BASE/$ES_VERSION/home"
+  ES_HOME="$ES_DIST/$ES_VERSION/home"
   [[ -x "$ES_HOME/bin/elasticsearch" ]] && return 0
-  mkdir -p "$DL_DIR" "$ES_BASE/$ES_VERSION"
+  mkdir -p "$DL_DIR" "$ES_DIST/$ES_VERSION"
   if [[ ! -s "$zip" ]]; then
     ensure_cmd mvn maven
     local tmp="$DL_DIR/.tmp.$$"
@@ -270,7 +293,7 @@ es_fetch() {  # download (cached) and unpack ES_VERSION into $ES_HOME
     rm -rf "$tmp"
   fi
   ensure_cmd unzip unzip
-  local tmp="$ES_BASE/$ES_VERSION/.unpack.$$"
+  local tmp="$ES_DIST/$ES_VERSION/.unpack.$$"
   rm -rf "$tmp"; mkdir -p "$tmp"
   if ! unzip -q "$zip" -d "$tmp"; then
     rm -rf "$tmp" "$zip"
@@ -281,8 +304,25 @@ es_fetch() {  # download (cached) and unpack ES_VERSION into $ES_HOME
   rm -rf "$tmp"
 }
 
+# A node is selected with es_node I (1-based); the es_* functions below act on the selected node. The single node
+# keeps the historical layout (<state>/elasticsearch/<version>/{config,data,logs}); node I of a cluster lives in
+# <state>/elasticsearch-cluster-<port>/<version>/node-I, with HTTP port ES_PORT+I-1 and transport port that + 100.
+es_node() {
+  ES_NODE="$1"
+  ES_NODE_PORT=$((ES_PORT + $1 - 1))
+  ES_NODE_URL="http://127.0.0.1:$ES_NODE_PORT"
+  if (( ES_NODES == 1 )); then
+    ES_PIDFILE="$ES_BASE/elasticsearch.pid"
+    ES_PGIDFILE="$ES_BASE/launcher.pgid"  # process group of launcher + node (the node writes its pidfile only once started)
+  else
+    ES_PIDFILE="$ES_BASE/node-$1.pid"
+    ES_PGIDFILE="$ES_BASE/node-$1.pgid"
+  fi
+}
+es_node_dir() { if (( ES_NODES == 1 )); then echo "$ES_BASE/$ES_VERSION"; else echo "$ES_BASE/$ES_VERSION/node-$ES_NODE"; fi; }
+
 es_configure() {
-  local d="$ES_BASE/$ES_VERSION"
+  local d; d="$(es_node_dir)"
   ES_CONF="$d/config"
   mkdir -p "$ES_CONF" "$d/data" "$d/logs" "$d/tmp"
   local f
@@ -291,11 +331,19 @@ es_configure() {
   done
   {
     echo "# generated by scripts/services.sh"
-    echo "cluster.name: project-services"
-    echo "node.name: node-1"
-    echo "discovery.type: single-node"
+    echo "node.name: node-$ES_NODE"
     echo "network.host: 127.0.0.1"
-    echo "http.port: $ES_PORT"
+    echo "http.port: $ES_NODE_PORT"
+    if (( ES_NODES == 1 )); then
+      echo "cluster.name: project-services"
+      echo "discovery.type: single-node"
+    else
+      echo "cluster.name: project-services-$ES_PORT"
+      echo "transport.port: $((ES_NODE_PORT + 100))"
+      echo "discovery.seed_hosts: [$(json_list "${ES_TRANSPORTS[@]}")]"
+      # Only read when the cluster forms for the first time (afterwards the nodes know each other from their data).
+      echo "cluster.initial_master_nodes: [$(json_list "${ES_NAMES[@]}")]"
+    fi
     echo "path.data: $d/data"
     echo "path.logs: $d/logs"
     echo "cluster.routing.allocation.disk.threshold_enabled: false"
@@ -315,71 +363,89 @@ es_pgid() {  # process group of the launcher and node started by us, while any m
   pgid="$(cat "$ES_PGIDFILE" 2>/dev/null | tr -dc '0-9')"
   [[ -n "$pgid" ]] && kill -0 -- "-$pgid" 2>/dev/null && echo "$pgid"
 }
-es_pid() {  # pid of our node; while it starts (no pidfile yet) the newest process of its group
+es_pid() {  # pid of the selected node; while it starts (no pidfile yet) the newest process of its group
   local pgid
   if pid_alive "$ES_PIDFILE" java; then return 0; fi
   pgid="$(es_pgid)" || return 1
   pgrep -g "$pgid" | tail -n 1
 }
-es_wait_healthy() {  # es_wait_healthy DEADLINE_SECONDS -> 0 when yellow/green before SECONDS reaches it
+es_any_pid() { local i; for ((i = 1; i <= ES_NODES; i++)); do es_node "$i"; es_pid && return 0; done; return 1; }
+
+# es_healthy [TIMEOUT]: the cluster, asked through the selected node, has all its nodes and is at least yellow
+es_healthy() {
+  curl -fsS -m 5 "$ES_NODE_URL/_cluster/health?wait_for_status=yellow&wait_for_nodes=$ES_NODES&timeout=${1:-1s}" 2>/dev/null
+}
+es_wait_healthy() {  # es_wait_healthy DEADLINE_SECONDS -> 0 when healthy before SECONDS reaches it
+  es_node 1
   until es_healthy >/dev/null; do
-    (( SECONDS < $1 )) && es_pid >/dev/null || return 1
+    (( SECONDS < $1 )) && es_any_pid >/dev/null || return 1
+    es_node 1
     sleep 0.5
   done
 }
 
-es_healthy() { curl -fsS -m 5 "$ELASTICSEARCH_URL/_cluster/health?wait_for_status=yellow&timeout=${1:-1s}" 2>/dev/null; }
-
-es_start() {
-  local t0 pid
-  t0="$(now)"
-  if pid="$(es_pid)"; then
-    es_wait_healthy $((SECONDS + ES_START_TIMEOUT)) || die "elasticsearch: running (pid $pid) but not healthy"
-    echo "elasticsearch: already running (pid $pid, $(cat "$ES_BASE/version" 2>/dev/null || echo '?')) $ELASTICSEARCH_URL"; return 0
-  fi
-  ensure_cmd curl curl
-  if port_open "$ES_PORT"; then
-    if es_healthy >/dev/null; then
-      echo "elasticsearch: port $ES_PORT is served by another healthy node; using it $ELASTICSEARCH_URL"; return 0
-    fi
-    die "elasticsearch: port $ES_PORT is taken by another process (not started by this script); stop it first"
-  fi
-  es_choose
-  es_fetch
+es_launch() {  # starts the selected node in the background (the caller waits for the cluster)
+  local d; d="$(es_node_dir)"
   es_configure
-  local d="$ES_BASE/$ES_VERSION"
   rm -f "$ES_PIDFILE"
-  echo "$ES_VERSION" >"$ES_BASE/version"
   : >"$d/logs/launcher.log"; chown "$ES_USER:$ES_USER" "$d/logs/launcher.log"
   # -d: the launcher exits once the node has started; the node writes its pid to $ES_PIDFILE
   setsid runuser -u "$ES_USER" -- env -u JAVA_HOME -u JAVA_TOOL_OPTIONS -u _JAVA_OPTIONS \
     ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ES_CONF" ES_TMPDIR="$d/tmp" \
     ES_JAVA_OPTS="-Xms$ES_HEAP -Xmx$ES_HEAP ${ES_EXTRA_JAVA_OPTS:-}" \
     "$ES_HOME/bin/elasticsearch" -d -p "$ES_PIDFILE" </dev/null >>"$d/logs/launcher.log" 2>&1 &
-  local launcher=$! deadline=$((SECONDS + ES_START_TIMEOUT))
-  echo "$launcher" >"$ES_PGIDFILE"  # setsid made the launcher a process-group leader; the node stays in its group
-  until es_healthy >/dev/null; do
-    if (( SECONDS >= deadline )) || ! es_pid >/dev/null; then
-      {
-        echo "--- tail of $d/logs/launcher.log"; tail -n 15 "$d/logs/launcher.log" 2>/dev/null | cut -c1-400
-        echo "--- tail of $d/logs/project-services.log"; tail -n 25 "$d/logs/project-services.log" 2>/dev/null | cut -c1-400
-      } >&2 || true
-      es_stop >/dev/null
-      if (( SECONDS >= deadline )); then
-        die "elasticsearch $ES_VERSION: not healthy (yellow) after ${ES_START_TIMEOUT}s"
+  echo "$!" >"$ES_PGIDFILE"  # setsid made the launcher a process-group leader; the node stays in its group
+}
+
+es_start() {
+  local t0 pid i launched=() deadline
+  t0="$(now)"
+  ensure_cmd curl curl
+  for ((i = 1; i <= ES_NODES; i++)); do
+    es_node "$i"
+    es_pid >/dev/null && continue
+    if port_open "$ES_NODE_PORT"; then
+      if (( ES_NODES == 1 )) && es_healthy >/dev/null; then
+        echo "elasticsearch: port $ES_NODE_PORT is served by another healthy node; using it $ELASTICSEARCH_URL"; return 0
       fi
-      die "elasticsearch $ES_VERSION: the node exited during start-up"
+      die "elasticsearch: port $ES_NODE_PORT is taken by another process (not started by this script); stop it first"
     fi
-    sleep 0.5
+    launched+=("$i")
   done
-  echo "elasticsearch: started in $(since "$t0") (pid $(es_pid || echo '?'), $ES_VERSION on Java $(java_major "$ES_JAVA_HOME")) $ELASTICSEARCH_URL"
+  if (( ${#launched[@]} == 0 )); then
+    es_wait_healthy $((SECONDS + ES_START_TIMEOUT)) || die "elasticsearch: running but not healthy"
+    echo "elasticsearch: already running ($ES_NODES node(s), $(cat "$ES_BASE/version" 2>/dev/null || echo '?')) $ELASTICSEARCH_URL"; return 0
+  fi
+  es_choose
+  es_fetch
+  mkdir -p "$ES_BASE" && echo "$ES_VERSION" >"$ES_BASE/version"
+  for i in "${launched[@]}"; do es_node "$i"; es_launch; done
+  deadline=$((SECONDS + ES_START_TIMEOUT * (ES_NODES > 1 ? 2 : 1)))  # a cluster starts its JVMs side by side
+  if ! es_wait_healthy "$deadline"; then
+    for i in "${launched[@]}"; do
+      es_node "$i"
+      local d; d="$(es_node_dir)"
+      {
+        echo "--- node-$i: tail of $d/logs/launcher.log"; tail -n 15 "$d/logs/launcher.log" 2>/dev/null | cut -c1-400
+        echo "--- node-$i: tail of $d/logs/project-services*.log"; tail -n 25 "$d"/logs/project-services*.log 2>/dev/null | cut -c1-400
+      } >&2 || true
+    done
+    es_stop >/dev/null
+    die "elasticsearch $ES_VERSION: not healthy (yellow, $ES_NODES node(s)) in time (ES_START_TIMEOUT=$ES_START_TIMEOUT s per node)"
+  fi
+  echo "elasticsearch: started node(s) ${launched[*]} in $(since "$t0") ($ES_VERSION on Java $(java_major "$ES_JAVA_HOME")) $ELASTICSEARCH_URL"
 }
 
 es_stop() {
-  local pid pgid
+  local i
+  for ((i = 1; i <= ES_NODES; i++)); do es_node "$i"; es_stop_node; done
+}
+es_stop_node() {
+  local pid pgid name="elasticsearch"
+  (( ES_NODES > 1 )) && name="elasticsearch node-$ES_NODE"
   pid="$(pid_alive "$ES_PIDFILE" java)" || pid=""
   pgid="$(es_pgid)" || pgid=""
-  if [[ -z "$pid$pgid" ]]; then echo "elasticsearch: not running"; rm -f "$ES_PIDFILE" "$ES_PGIDFILE"; return 0; fi
+  if [[ -z "$pid$pgid" ]]; then echo "$name: not running"; rm -f "$ES_PIDFILE" "$ES_PGIDFILE"; return 0; fi
   [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true
   [[ -n "$pgid" ]] && kill -TERM -- "-$pgid" 2>/dev/null || true  # also a launcher still waiting for the node
   local deadline=$((SECONDS + 60))
@@ -392,19 +458,23 @@ es_stop() {
     sleep 0.2
   done
   rm -f "$ES_PIDFILE" "$ES_PGIDFILE"
-  echo "elasticsearch: stopped"
+  echo "$name: stopped"
 }
 
 es_status() {
-  local pid health
-  if pid="$(es_pid)"; then
-    health="$(curl -fsS -m 5 "$ELASTICSEARCH_URL/_cluster/health" 2>/dev/null | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p' || true)"
-    echo "elasticsearch: running (pid $pid, $(cat "$ES_BASE/version" 2>/dev/null || echo '?'), health ${health:-unreachable}) $ELASTICSEARCH_URL"
-  elif port_open "$ES_PORT"; then
-    echo "elasticsearch: not started by this script, but port $ES_PORT is open"
-  else
-    echo "elasticsearch: stopped"
-  fi
+  local pid health i name
+  for ((i = 1; i <= ES_NODES; i++)); do
+    es_node "$i"
+    name="elasticsearch"; (( ES_NODES > 1 )) && name="elasticsearch node-$i"
+    if pid="$(es_pid)"; then
+      health="$(curl -fsS -m 5 "$ES_NODE_URL/_cluster/health" 2>/dev/null | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p' || true)"
+      echo "$name: running (pid $pid, $(cat "$ES_BASE/version" 2>/dev/null || echo '?'), health ${health:-unreachable}) $ES_NODE_URL"
+    elif port_open "$ES_NODE_PORT"; then
+      echo "$name: not started by this script, but port $ES_NODE_PORT is open"
+    else
+      echo "$name: stopped"
+    fi
+  done
 }
 
 # ----------------------------------------------------------------------------------------------------------- Redis
@@ -490,5 +560,5 @@ case "$cmd" in
     echo "export CELERY_BROKER_URL=$CELERY_BROKER_URL"
     ;;
   *)
-    echo "usage: $0 start|stop|status|env [mariadb|elasticsearch|redis]" >&2; exit 2;;
+    echo "usage: $0 start|stop|status|env [mariadb|elasticsearch|redis] [--es-nodes N]" >&2; exit 2;;
 esac

@@ -26,6 +26,15 @@ def elasticsearch_url() -> str:
     return url.split(",")[0]
 
 
+def elasticsearch_cluster_urls() -> list[str]:
+    """The nodes of the multi-node cluster for the node-loss test (a cluster of its own: the test kills nodes)."""
+    urls = [u for u in os.environ.get("ELASTICSEARCH_CLUSTER_URL", "").split(",") if u]
+    require("An Elasticsearch cluster of 3+ nodes", len(urls) >= 3,
+            "set ELASTICSEARCH_CLUSTER_URL, e.g. ES_PORT=9250 bash scripts/services.sh start elasticsearch --es-nodes 3 "
+            "and the URLs `ES_PORT=9250 bash scripts/services.sh env --es-nodes 3` prints")
+    return urls
+
+
 def uses_elasticsearch() -> bool:
     return settings.VISUALSEARCH_INDEXES["default"]["BACKEND"].startswith("visualsearch.backends.elasticsearch")
 

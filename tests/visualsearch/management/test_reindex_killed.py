@@ -1,4 +1,5 @@
-"""`reindex` SIGKILLed while it embeds and while it bulk-loads the new index, then run again, on the production
+"""`reindex` SIGKILLed while it embeds, while it bulk-loads the new index and after loading while it verifies the new
+index before the alias swap, then run again, on the production
 configuration (a separate process on the test's MariaDB database and Elasticsearch alias). At every moment the
 read alias points at a complete index (the one live before); the rerun completes; afterwards only the new index
 and the one kept for rollback exist (the half-built ones are dropped)."""
@@ -39,12 +40,16 @@ def reindex(settings, *, wait: bool):
                             start_new_session=True)
 
 
-def kill_when(process, condition, what: str) -> None:
+def wait_for(process, condition, what: str) -> None:
     deadline = time.monotonic() + 300
     while not condition():
         assert process.poll() is None, f"reindex finished before it could be killed {what}"
         assert time.monotonic() < deadline, f"never reached: {what}"
         time.sleep(0.01)
+
+
+def kill_when(process, condition, what: str) -> None:
+    wait_for(process, condition, what)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(30)
 
@@ -74,6 +79,19 @@ def test_a_killed_reindex_never_leaves_the_alias_empty_or_half_built(settings, m
         assert read == [live] and index.client.count(index=live)["count"] == 12
         assert index.search(_vector_of(live_photos[0]), limit=1)[0].product_id == product.pk
 
+    known = [live]
+
+    def building() -> str | None:  # the index this run builds: the newest behind the write alias not seen before
+        names = [name for name in aliases(index)[1] if name not in known]
+        return names[-1] if names else None
+
+    def loading() -> bool:  # documents written to the new index so far (counted before any refresh)
+        if not (name := building()):
+            return False
+        stats = index.client.indices.stats(index=name, metric="indexing")["indices"]
+        written = next(iter(stats.values()), {}).get("primaries", {}).get("indexing", {}).get("index_total", 0)
+        return 0 < written < total
+
     # 1. killed while embedding
     run = reindex(settings, wait=False)
     kill_when(run, lambda: 12 < ImageEmbedding.objects.count() < total, "while embedding")
@@ -81,20 +99,30 @@ def test_a_killed_reindex_never_leaves_the_alias_empty_or_half_built(settings, m
     # 2. killed while bulk-loading the new index (4 documents per request)
     time.sleep(LOCK_TTL_S + 0.5)  # the killed run's lock expires
     run = reindex(settings, wait=False)
-
-    def loading() -> bool:  # documents written to the new index so far (counted before any refresh)
-        building = [name for name in aliases(index)[1] if name != live]
-        if not building:
-            return False
-        stats = index.client.indices.stats(index=building[-1], metric="indexing")["indices"]
-        written = next(iter(stats.values()), {}).get("primaries", {}).get("indexing", {}).get("index_total", 0)
-        return 0 < written < total
-
     kill_when(run, loading, "while bulk-loading")
     unchanged_live_index()
     half_built = [name for name in aliases(index)[1] if name != live]
     assert half_built
-    # 3. run again to the end
+    known += half_built
+    # 3. killed once loaded, while it verifies the new index before the alias swap. A photo added meanwhile
+    # (bulk-created: no signal, so no live write reaches the new index) keeps the new index one short of the
+    # database, which holds the run in its verification retries (seconds) for the kill to land there.
+    time.sleep(LOCK_TTL_S + 0.5)
+    run = reindex(settings, wait=False)
+    wait_for(run, loading, "while bulk-loading")  # the entries to load have been read by now
+    twin = ProductImage(product=product, position=999)
+    twin.image.save("twin.jpg", ContentFile(scene_jpeg(100)), save=False)  # same content: shares a stored vector
+    ProductImage.objects.bulk_create([twin])
+
+    def verifying() -> bool:  # everything loaded and visible (refreshed), the read alias not yet moved
+        return bool(name := building()) and index.client.count(index=name)["count"] == total
+
+    kill_when(run, verifying, "while verifying before the alias swap")
+    unchanged_live_index()
+    half_built = [name for name in aliases(index)[1] if name != live]
+    assert len(half_built) == 2
+    total += 1
+    # 4. run again to the end
     time.sleep(LOCK_TTL_S + 0.5)
     done = reindex(settings, wait=True)
     assert done.returncode == 0, done.stderr[-2000:]
