@@ -48,9 +48,10 @@ class Recognizer:
 
     vocabulary: vocabulary.Vocabulary
     vocabulary_id: str
-    max_features: int
+    max_features: int  # per catalog photo (part of the feature id)
     catalog_side: int
     query_side: int
+    query_max_features: int = 1500  # per query
 
     @property
     def feature_id(self) -> str:
@@ -60,7 +61,7 @@ class Recognizer:
         """A query's features: each feature under its ``assignments`` nearest words (rows repeated per word, each
         with the signature relative to that word), searching candidates with the nearest word only."""
         grey = features.greyscale(image, long_side or self.query_side)
-        local = features.extract(grey, max_features=self.max_features)
+        local = features.extract(grey, max_features=self.query_max_features)
         words = self.vocabulary.assign_multiple(local.descriptors, max(1, assignments))
         first = words[:, 0] if len(words) else np.empty(0, np.int64)
         rows, order = np.nonzero(words >= 0)
@@ -122,7 +123,8 @@ def _load(vocabulary_id: str, name: str) -> Recognizer:
 
 def _recognizer(loaded: vocabulary.Vocabulary) -> Recognizer:
     opts = options()
-    return Recognizer(loaded, loaded.id, opts["MAX_FEATURES"], opts["CATALOG_LONG_SIDE"], opts["QUERY_LONG_SIDE"])
+    return Recognizer(loaded, loaded.id, opts["MAX_FEATURES"], opts["CATALOG_LONG_SIDE"], opts["QUERY_LONG_SIDE"],
+                      opts["QUERY_FEATURES"])
 
 
 # --- training -------------------------------------------------------------------------------------------------------
