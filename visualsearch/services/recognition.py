@@ -51,7 +51,7 @@ class Recognizer:
     max_features: int  # per catalog photo (part of the feature id)
     catalog_side: int
     query_side: int
-    query_max_features: int = 1500  # per query
+    query_max_features: int  # per query
 
     @property
     def feature_id(self) -> str:

@@ -15,16 +15,15 @@ import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import numpy as np
 import pytest
 from elasticsearch import Elasticsearch
 
 from tests.services import delete_indexes, elasticsearch_cluster_urls
-from visualsearch.backends.base import IndexUnavailable
+from visualsearch.backends.base import IndexEntry, IndexUnavailable
 from visualsearch.backends.elasticsearch import ElasticsearchIndex
 
 from .reference import random_entries, random_unit_vectors
@@ -136,12 +135,11 @@ def _search_loop(index: ElasticsearchIndex, phase: Phase, tally: Tally) -> None:
 
 def _write_loop(index: ElasticsearchIndex, phase: Phase, tally: Tally) -> None:
     """One photo per request, as a shop's saves arrive; an entry counts as written only when upsert returned."""
+    vectors = random_unit_vectors(5000, DIM, seed=3)
     image_id = 100_000
-    rng = np.random.default_rng(3)
     while not phase.stop.is_set():
         current = phase.name
-        [entry] = random_entries(1, DIM, products=1, seed=int(rng.integers(1 << 30)))
-        entry = replace(entry, image_id=image_id, product_id=50_000 + image_id)
+        entry = IndexEntry(image_id, 50_000 + image_id, vectors[image_id % len(vectors)])
         try:
             index.upsert([entry])
             tally.ok[current] += 1
