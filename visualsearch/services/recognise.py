@@ -29,7 +29,9 @@ from .timing import timed
 EXACT_MIN_INLIERS = 20
 EXACT_MARGIN = 2.0  # the best product's inliers over the runner-up's
 EXACT_MIN_COVERAGE = 0.02  # share of the catalog photo spanned by the inliers
-FUSION_WEIGHT = 1 / 6  # similar results rank by cosine + log(1 + inliers) / 6 (a few inliers still say something)
+# Similar results rank convincingly verified ones first (see ``convincing``), each group by cosine +
+# log(1 + inliers) / 6 (a few inliers still say something).
+FUSION_WEIGHT = 1 / 6
 
 # The kNN runs here while the word search runs in the request's thread: on Elasticsearch they are two requests
 # the cluster serves in parallel (~15–20 ms each at 10k photos), in process they are numpy that releases the GIL.
@@ -50,8 +52,11 @@ class Candidate:
     @property
     def rank_key(self) -> tuple:
         if self.exact:
-            return (1, self.verification.inliers, self.cosine)
-        return (0, self.cosine + FUSION_WEIGHT * math.log1p(self.verification.inliers), 0)
+            return (2, self.verification.inliers, self.cosine)
+        # A product whose photo verified convincingly ranks above one that merely looks alike: a CNN vector
+        # scores a similar-looking pack of another brand higher than the right pack seen on a cluttered shelf.
+        fused = self.cosine + FUSION_WEIGHT * math.log1p(self.verification.inliers)
+        return (1 if convincing(self.verification) else 0, fused, 0)
 
 
 @dataclass
@@ -180,6 +185,12 @@ def _cosines(vector, photos: dict[int, SearchHit], shas: dict[int, str], extract
     return {pk: float(vectors[sha] @ query) for pk, sha in shas.items() if sha in vectors}
 
 
+def convincing(verification: Verification) -> bool:
+    """Enough inliers over a real part of the photo: what "exact" asks, short of the margin over the next product."""
+    v = verification
+    return v.verified and v.inliers >= EXACT_MIN_INLIERS and v.coverage >= EXACT_MIN_COVERAGE
+
+
 def _decide(candidates: list[Candidate]) -> list[Candidate]:
     """Label exact matches (enough inliers, a clear margin over the next product, a real area) and rank."""
     by_inliers = sorted(candidates, key=lambda c: -c.verification.inliers)
@@ -187,8 +198,7 @@ def _decide(candidates: list[Candidate]) -> list[Candidate]:
     decided = []
     for position, candidate in enumerate(by_inliers):
         v = candidate.verification
-        exact = (position == 0 and v.verified and v.inliers >= EXACT_MIN_INLIERS
-                 and v.inliers >= EXACT_MARGIN * runner_up and v.coverage >= EXACT_MIN_COVERAGE)
+        exact = position == 0 and convincing(v) and v.inliers >= EXACT_MARGIN * runner_up
         decided.append(Candidate(candidate.product_id, candidate.image_id, candidate.cosine, v, exact))
     return sorted(decided, key=lambda c: (c.rank_key, -c.image_id), reverse=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,11 @@ class ImageUnavailable(ImageRejected):
 
 
 EXACT, SIMILAR = "exact", "similar"
+
+# With recognition on, the CNN embeds the query while SIFT analyses it: both release the GIL (ONNX Runtime or
+# TensorFlow, OpenCV, Pillow's resizes), and each alone leaves part of the cores idle (the resizes and SIFT's
+# first octave run on one thread), so a search's latency is about the longer of the two, not their sum.
+_embed_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="visualsearch-embed")
 
 
 @dataclass(frozen=True)
@@ -263,19 +269,25 @@ def _uploaded_query(image_bytes: bytes | None, image: Image.Image | None, box: B
                 pixels = decode_query(image_bytes or b"")
         if box is not None:
             pixels = box.crop(pixels)
-        with timed(timings, "embed"):
-            vector = extractor.embed_one(pixels)
         if recognizer is None:
-            return Query(vector)
+            return Query(_embed(extractor, pixels, timings))
+        pixels.load()  # decoded once, before two threads read it
+        embedding = _embed_threads.submit(_embed, extractor, pixels, timings)
         assignments = recognition.query_assignments(recognizer)
         fast_side = _fast_side(pixels, recognizer)
         with timed(timings, "local_features"):
             features = recognizer.query_features(pixels, assignments, fast_side)
+        vector = embedding.result()
         mirror = lambda: recognizer.query_features(ImageOps.mirror(pixels), assignments)  # noqa: E731
         full_size = (lambda: recognizer.query_features(pixels, assignments)) if fast_side else None  # noqa: E731
         return Query(vector, features, mirror, full_size)
 
     return build
+
+
+def _embed(extractor: FeatureExtractor, pixels: Image.Image, timings: dict) -> np.ndarray:
+    with timed(timings, "embed"):
+        return extractor.embed_one(pixels)
 
 
 def _fast_side(pixels: Image.Image, recognizer) -> int | None:

@@ -12,6 +12,8 @@ from skimage import data as samples
 
 from tests.conftest import encode
 from visualsearch.models import LocalFeatureSet, VisualVocabulary
+from visualsearch.recognition.verification import Verification
+from visualsearch.services.recognise import Candidate, _decide
 from visualsearch.services.search import EXACT, SIMILAR, Box, search_by_image
 
 PHOTOS = {"astronaut": samples.astronaut, "coffee": samples.coffee, "chelsea": samples.chelsea,
@@ -166,3 +168,15 @@ def test_an_unrelated_photo_larger_than_the_fast_size_is_never_labelled_exact(sh
     result = search_by_image(image_bytes=encode(unrelated), threshold=-1.0)
     assert "local_features_full" in result.timings_ms  # nothing sure in the fast pass: the full size was asked
     assert all(m.match == SIMILAR for m in result.matches)
+
+
+def test_convincingly_verified_products_rank_above_merely_similar_looking_ones():
+    """Two products verify with many inliers but too close to each other for "exact"; a third only looks alike
+    (a high cosine, nothing verified) and a fourth verifies weakly: the verified pair still comes first."""
+    def verified(inliers: int) -> Verification:
+        return Verification(inliers, 0.2, np.eye(3))
+
+    ranked = _decide([Candidate(3, 30, 0.95), Candidate(4, 40, 0.5, verified(10)),
+                      Candidate(2, 20, 0.35, verified(20)), Candidate(1, 10, 0.35, verified(30))])
+    assert [c.product_id for c in ranked] == [1, 2, 3, 4]
+    assert not any(c.exact for c in ranked)
