@@ -83,6 +83,7 @@ def summarise(catalog: Catalog, model: dict[str, float]) -> dict[str, Any]:
         "reindex_s": reindex["seconds"],
         "reindex_per_s": per_s,
         "reindex_process_wall_s": reindex["process_wall_s"],
+        "reindex_peak_rss_mb": reindex.get("peak_rss_mb"),
         "model_per_s": model["model_per_s"],
         "ratio_reindex_to_model": ratio(per_s, model["model_per_s"]),
         "phases_s": reindex["phases_s"],
@@ -101,7 +102,8 @@ def tables(summary: dict[str, Any], model: dict[str, float]) -> list[str]:
         [f"reindex, {summary['images']:,} photos (decode+embed+store+index)", summary["reindex_per_s"],
          1000 / summary["reindex_per_s"], times(summary["ratio_reindex_to_model"])],
     ]  # fmt: skip
-    main = table("Bulk indexing (EfficientNet-Lite0, embedded index)",
+    main = table(f"Bulk indexing (EfficientNet-Lite0, embedded index; reindex process peak RSS "
+                 f"{fmt(summary['reindex_peak_rss_mb'], 0)} MB)",
                  ["what", "images/s", "ms/image", "vs bare model"], rows)  # fmt: skip
     total = summary["reindex_s"]
     phases = {**summary["phases_s"], "other (queries, batching, bookkeeping)": summary["other_s"]}

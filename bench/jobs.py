@@ -20,6 +20,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -207,6 +208,7 @@ def main() -> None:
             groups = json.loads(args.groups.read_text()) if args.groups else None
             result = recognition_jobs.synthesize(args.catalog_size, args.per_product, args.noise_cos, groups,
                                                  args.seed)  # fmt: skip
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     args.out.write_text(json.dumps(result))
 
 

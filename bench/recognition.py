@@ -377,6 +377,8 @@ def tables(p: dict[str, Any]) -> list[str]:
         ["database size", f"{(synth['database_bytes'] or 0) / 1e6:,.0f} MB"],
         [f"reindex of {c['indexed']:,} photos, embedded (no model work: "
          f"{setup['reindex_catalog']['no_model_work']})", f"{setup['reindex_catalog']['seconds']:.1f} s"],
+        ["reindex process peak RSS: the real photos (CNN + SIFT) / the whole catalog from stored rows",
+         f"{fmt(setup['reindex_real'].get('peak_rss_mb'), 0)} / {fmt(setup['reindex_catalog'].get('peak_rss_mb'), 0)} MB"],
         *[[f"reindex of {c['indexed']:,} photos, elasticsearch (no model work: {b['reindex']['no_model_work']})",
            f"{b['reindex']['seconds']:.1f} s"] for label, b in p["backends"].items() if "reindex" in b],
         *[[f"first search, {label} (runserver: loads the index, warms the model; gunicorn: done before serving)",
