@@ -96,7 +96,14 @@ def reindex(batch_size: int, per_photo: bool = False) -> dict[str, Any]:
         "index": type(index).__name__,
         "batch_size": batch_size,
         "per_photo_s": samples.samples if samples is not None else None,
+        "analysis_workers": _analysis_workers(),
     }
+
+
+def _analysis_workers() -> int | None:
+    from django.conf import settings
+
+    return settings.VISUALSEARCH.get("RECOGNITION", {}).get("ANALYSIS_WORKERS")
 
 
 def _instrument(extractor, index) -> PhaseTimer:

@@ -306,6 +306,9 @@ VISUALSEARCH = {
         # when that finds no exact match: most shopper photos of a stocked product are recognised at once.
         # 0 = always the full size.
         "FAST_QUERY_LONG_SIDE": env.int("VISUALSEARCH_RECOGNITION_FAST_SIDE", default=640),
+        # Photos analysed at once by `reindex` and vocabulary training, one per core (the per-upload path analyses
+        # its few photos one by one and leaves the cores to searches).
+        "ANALYSIS_WORKERS": env.int("VISUALSEARCH_RECOGNITION_WORKERS", default=_usable_cpus()),
         "WORDS": env.int("VISUALSEARCH_VOCABULARY_WORDS", default=65_536),  # upper bound; small catalogs get fewer
         "TRAINING_PHOTOS": 4000,  # photos sampled from the catalog to train a vocabulary
         "TRAINING_DESCRIPTORS": 1_000_000,

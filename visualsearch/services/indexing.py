@@ -291,8 +291,9 @@ def prepare_recognition(*, progress: Callable[[int], None] = lambda n: None) -> 
 def _store_all_features(recognizer: recognition.Recognizer, progress: Callable[[int], None]) -> int:
     analysed = 0
     todo = recognition.photos_without_features(recognizer.feature_id)
+    workers = recognition.options()["ANALYSIS_WORKERS"]  # reindex owns its process: a photo per core
     for batch in _pages(todo, 64, key=operator.attrgetter("pk")):
-        for pk, reason in recognition.store_features(batch, recognizer).items():
+        for pk, reason in recognition.store_features(batch, recognizer, workers=workers).items():
             logger.warning("photo %s: %s", pk, reason)
         analysed += len(batch)
         progress(len(batch))

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from PIL import Image
 from skimage import data as samples
 
+from catalog.models import ProductImage
 from tests.conftest import encode
 from visualsearch.models import LocalFeatureSet, VisualVocabulary
 from visualsearch.recognition.verification import Verification
@@ -59,6 +60,34 @@ def test_the_first_reindex_trains_a_vocabulary_and_stores_compact_features(shop)
     assert len(stored) == len(PHOTOS)
     assert all(vocabulary.vocabulary_id in row.feature_id for row in stored)
     assert all(len(row.data) <= 32 * 1024 and row.keypoints > 100 for row in stored)
+
+
+def test_reindex_analyses_photos_in_parallel_with_the_same_result_as_one_by_one(shop):
+    from visualsearch.services.recognition import active_recognizer, store_features
+
+    recognizer, photos = active_recognizer(), list(ProductImage.objects.order_by("pk"))
+    threads = cv2.getNumThreads()
+    stored = {}
+    for workers in (1, 2):
+        LocalFeatureSet.objects.all().delete()
+        assert store_features(photos, recognizer, workers=workers) == {}
+        stored[workers] = dict(LocalFeatureSet.objects.values_list("sha256", "data"))
+    assert len(stored[2]) == len(PHOTOS) and stored[2] == stored[1]
+    assert cv2.getNumThreads() == threads  # OpenCV runs single-threaded only during the bulk analysis
+
+
+def test_an_unreadable_photo_fails_alone_and_a_readable_copy_of_it_still_counts(shop, make_image):
+    from visualsearch.services.recognition import active_recognizer, store_features
+
+    coffee = ProductImage.objects.get(product=shop["coffee"])
+    damaged = make_image(shop["coffee"], data=encode(photo("coffee")), name="copy.jpg")  # same content as coffee
+    broken = make_image(shop["rocket"], data=b"not an image at all", name="broken.jpg")
+    with damaged.image.open("wb") as file:  # the copy's file is damaged after upload; its hash still says coffee
+        file.write(b"\xff\xd8 truncated")
+    LocalFeatureSet.objects.all().delete()
+    errors = store_features([damaged, coffee, broken], active_recognizer(), workers=2)
+    assert set(errors) == {broken.pk} and "local features failed" in errors[broken.pk]
+    assert set(LocalFeatureSet.objects.values_list("sha256", flat=True)) == {coffee.sha256}
 
 
 def test_a_shopper_photo_in_clutter_is_recognised_as_the_exact_product(shop):
