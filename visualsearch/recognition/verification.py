@@ -93,8 +93,11 @@ def correspondences_many(query: PhotoFeatures, candidates: list[PhotoFeatures]) 
     rows = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     words = np.concatenate([np.asarray(c.words, dtype=np.int64) for c in candidates])
     signatures = np.concatenate([c.signatures for c in candidates])
-    # One int64 key instead of a three-key lexsort (~3× faster); a stable sort keeps rows ascending within a photo.
-    order = np.argsort(words * len(candidates) + owners, kind="stable")
+    # Sorted by (word, candidate, row): one unique int64 key, whose sorted values give the order back (a plain sort
+    # of values is ~15× faster than numpy's stable argsort of int64, which was the most expensive step here).
+    width = int(sizes.max())
+    keys = np.sort((words * len(candidates) + owners) * width + rows)
+    order = (np.cumsum(sizes) - sizes)[keys // width % len(candidates)] + keys % width
     keep = order[~_in_bursts(words[order], owners[order])]
     words, owners, rows, signatures = words[keep], owners[keep], rows[keep], signatures[keep]
     lo = np.searchsorted(words, query.words, "left")
@@ -108,7 +111,7 @@ def correspondences_many(query: PhotoFeatures, candidates: list[PhotoFeatures]) 
     close = distance <= HAMMING_THRESHOLD
     q_rows, at, distance = q_rows[close], at[close], distance[close]
     # Per candidate and query feature, its PAIRS_PER_FEATURE closest partners (ties by candidate row).
-    order = np.argsort(((owners[at] * len(query) + q_rows) * 65 + distance) * int(sizes.max()) + rows[at], kind="stable")
+    order = np.argsort(((owners[at] * len(query) + q_rows) * 65 + distance) * width + rows[at])  # unique keys
     q_rows, at = q_rows[order], at[order]
     group = owners[at] * len(query) + q_rows
     nearest = np.arange(len(group)) - np.searchsorted(group, group, "left") < PAIRS_PER_FEATURE
@@ -134,9 +137,13 @@ def inlier_bounds(query: PhotoFeatures, pairs: list[tuple[np.ndarray, np.ndarray
     """``inlier_bound`` of each candidate's pairs, with the query's locations labelled once, not per candidate."""
     if not len(query):
         return [0] * len(pairs)
-    _, location = np.unique(np.round(query.keypoints[:, :2]).astype(np.int64), axis=0, return_inverse=True)
-    location = location.ravel()
-    return [len(np.unique(location[q_rows])) for q_rows, _ in pairs]
+    _, location = np.unique(_pixel_keys(query.keypoints[:, :2]), return_inverse=True)
+    # Distinct (candidate, location) keys of all candidates in one pass, then counted per candidate.
+    sizes = [len(q_rows) for q_rows, _ in pairs]
+    owners = np.repeat(np.arange(len(pairs)), sizes)
+    all_rows = np.concatenate([q_rows for q_rows, _ in pairs]) if pairs else np.empty(0, np.int64)
+    distinct = np.unique(owners * (int(location.max()) + 1) + location[all_rows]) // (int(location.max()) + 1)
+    return np.bincount(distinct, minlength=len(pairs)).tolist()
 
 
 def _closest_per_feature(q_rows, c_rows, distance) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +178,13 @@ def verify(query: PhotoFeatures, candidate: PhotoFeatures, *, seed: int = 0,
 def _distinct_points(points: np.ndarray) -> int:
     """Inliers counted by location (to the pixel), not by feature: SIFT gives one location several orientations,
     and four physical points always fit some homography however many rows they fill."""
-    return len(np.unique(np.round(points).astype(np.int64), axis=0)) if len(points) else 0
+    return len(np.unique(_pixel_keys(points))) if len(points) else 0
+
+
+def _pixel_keys(points: np.ndarray) -> np.ndarray:
+    """One int64 per point's pixel (x, y rounded): a 1-d unique is several times faster than a row-wise one."""
+    pixels = np.round(points).astype(np.int64) + (1 << 24)  # non-negative for any sane coordinate
+    return (pixels[:, 0] << 26) | pixels[:, 1]
 
 
 def plausible(homography: np.ndarray, width: int, height: int) -> bool:
