@@ -65,6 +65,9 @@ def _link(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+DECODE_PHASE = "decode (read + decode file)"
+
+
 def reindex(batch_size: int, per_photo: bool = False) -> dict[str, Any]:
     from django.core.management import call_command
     from PIL import Image
@@ -97,7 +100,14 @@ def reindex(batch_size: int, per_photo: bool = False) -> dict[str, Any]:
         "batch_size": batch_size,
         "per_photo_s": samples.samples if samples is not None else None,
         "analysis_workers": _analysis_workers(),
+        "overlapping_phases": [DECODE_PHASE] if _pipelined() else [],
     }
+
+
+def _pipelined() -> bool:
+    from visualsearch.services import embedding
+
+    return hasattr(embedding, "embed_pipelined")
 
 
 def _analysis_workers() -> int | None:
@@ -111,7 +121,10 @@ def _instrument(extractor, index) -> PhaseTimer:
     from visualsearch.services import embedding
 
     phases = PhaseTimer()
-    embedding.load_stored_image = phases.wrap("decode (read + decode file)", embedding.load_stored_image)
+    if hasattr(embedding, "decode_batch"):  # pipelined: batches decode in a prefetch thread while the CNN runs
+        embedding.decode_batch = phases.wrap(DECODE_PHASE, embedding.decode_batch)
+    else:
+        embedding.load_stored_image = phases.wrap(DECODE_PHASE, embedding.load_stored_image)
     embedding._store = phases.wrap("store vectors (DB)", embedding._store)
     extractor.embed = phases.wrap("embed (resize + CNN)", extractor.embed)
     index.rebuild = phases.wrap("index rebuild (read vectors + load)", index.rebuild)

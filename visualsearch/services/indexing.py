@@ -24,7 +24,7 @@ from ..extractors.base import FeatureExtractor
 from ..models import ImageEmbedding, IndexGeneration, PendingIndexDelete, vector_from_bytes
 from ..registry import get_extractor, get_index
 from . import recognition
-from .embedding import EmbedOutcome, embed_images
+from .embedding import EmbedOutcome, embed_images, embed_pipelined
 
 logger = logging.getLogger(__name__)
 _load_lock = threading.RLock()  # reentrant: rebuild_index holds it while bumping the generation
@@ -240,8 +240,7 @@ def embed_missing(
     """Embed every photo that has no stored vector for the extractor; returns (embedded, failed)."""
     images = images_without_vectors(extractor.id).select_related("product")
     embedded = failed = 0
-    for batch in _pages(images, batch_size, key=operator.attrgetter("pk")):
-        outcome = embed_images(batch, extractor)
+    for batch, outcome in embed_pipelined(_pages(images, batch_size, key=operator.attrgetter("pk")), extractor):
         embedded += outcome.computed
         failed += len(outcome.errors)
         for image in batch:

@@ -15,7 +15,7 @@ from tests.conftest import indexed_ids, scene_jpeg
 from visualsearch.models import ImageEmbedding, vector_from_bytes
 from visualsearch.registry import get_extractor, get_index
 from visualsearch.services import search_by_image, sync_images
-from visualsearch.services.embedding import embed_images
+from visualsearch.services.embedding import embed_images, embed_pipelined
 
 pytestmark = pytest.mark.django_db
 
@@ -158,3 +158,33 @@ def test_a_model_failure_fails_every_photo_of_the_content(make_product, make_ima
     outcome = embed_images(copies, extractor)
     assert set(outcome.errors) == {c.pk for c in copies}
     assert all("out of memory" in error for error in outcome.errors.values())
+
+
+def test_decoding_photos_in_parallel_gives_the_vectors_and_errors_of_one_at_a_time(make_product, make_image, settings):
+    photos = [make_image(make_product(), seed=70 + k) for k in range(5)]
+    photos[2].image.storage.delete(photos[2].image.name)
+    outcomes = {}
+    for workers in (1, 2):
+        settings.VISUALSEARCH = {**settings.VISUALSEARCH, "MAX_CONCURRENT_DECODES": workers}
+        ImageEmbedding.objects.all().delete()
+        outcomes[workers] = embed_images(photos, get_extractor())
+    one, parallel = outcomes[1], outcomes[2]
+    assert set(parallel.errors) == set(one.errors) == {photos[2].pk} and parallel.computed == one.computed == 4
+    assert parallel.vectors.keys() == one.vectors.keys()
+    for sha, vector in one.vectors.items():
+        np.testing.assert_allclose(parallel.vectors[sha], vector, atol=1e-6)
+
+
+def test_pipelined_batches_give_the_outcomes_of_one_batch_at_a_time(make_product, make_image):
+    photos = [make_image(make_product(), seed=80 + k) for k in range(7)]
+    photos[4].image.storage.delete(photos[4].image.name)
+    batches = [photos[0:3], photos[3:6], photos[6:7]]
+    one_by_one = [embed_images(batch, get_extractor()) for batch in batches]
+    ImageEmbedding.objects.all().delete()
+    pipelined = list(embed_pipelined(batches, get_extractor()))
+    assert [batch for batch, _ in pipelined] == batches  # in order, each with its own outcome
+    for (_, outcome), reference in zip(pipelined, one_by_one):
+        assert outcome.errors.keys() == reference.errors.keys() and outcome.computed == reference.computed
+        assert outcome.vectors.keys() == reference.vectors.keys()
+    assert set(one_by_one[1].errors) == {photos[4].pk}
+    assert ImageEmbedding.objects.count() == 6
