@@ -225,7 +225,7 @@ def tables(results: dict[str, dict[int, dict[str, Any]]], queries: int) -> list[
                          "of each kind)",
                          HEADERS, extra))
     writes = [[f"{n:,}", r["upsert_one_ms"]] for n, r in results["embedded"].items()]
-    out.append(table("Embedded index: upsert of one photo (copy-on-write of the whole matrix), median ms",
+    out.append(table("Embedded index: upsert of one photo (appended to preallocated buffers, replaced row masked), median ms",
                      ["vectors", "ms"], writes))  # fmt: skip
     return out
 
