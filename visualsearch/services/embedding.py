@@ -1,6 +1,7 @@
 """Photos → stored vectors. A vector is computed once per (file content, extractor) and kept in the database."""
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -127,10 +128,9 @@ def _decode_one_copy_each(copies: dict[str, list[ProductImage]], errors: dict[in
     Contents are decoded MAX_CONCURRENT_DECODES at a time (Pillow releases the GIL while it decodes): decoding
     one by one left a core idle for a quarter of a bulk reindex."""
     decoded = []
-    workers = min(len(copies), settings.VISUALSEARCH["MAX_CONCURRENT_DECODES"])
-    if workers > 1:
-        with ThreadPoolExecutor(workers, thread_name_prefix="visualsearch-decode") as pool:
-            results = list(pool.map(_first_readable, copies.values()))
+    workers = settings.VISUALSEARCH["MAX_CONCURRENT_DECODES"]
+    if workers > 1 and len(copies) > 1:
+        results = list(_decode_pool(workers).map(_first_readable, copies.values()))
     else:
         results = [_first_readable(images) for images in copies.values()]
     for sha, (pixels, failures) in zip(copies, results):
@@ -141,6 +141,12 @@ def _decode_one_copy_each(copies: dict[str, list[ProductImage]], errors: dict[in
         if failures:
             logger.warning("photos %s: file unreadable, content %s read from another copy", sorted(failures), sha[:12])
     return decoded
+
+
+@functools.cache
+def _decode_pool(workers: int) -> ThreadPoolExecutor:
+    """One pool per process: fresh threads per batch would each get a fresh malloc arena that keeps freed pixels."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="visualsearch-decode")
 
 
 def _first_readable(images: Sequence[ProductImage]):
