@@ -70,7 +70,7 @@ def real_embeddings(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def clustered(real: np.ndarray, owners: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` vectors: a real vector + the difference of two real augmentations of one other source photo."""
-    by_source: dict[int, np.ndarray] = {}
+    by_source: dict[int, list[int]] = {}
     for row, owner in enumerate(owners.tolist()):
         by_source.setdefault(owner, []).append(row)
     groups = [np.array(rows) for rows in by_source.values() if len(rows) >= 2]

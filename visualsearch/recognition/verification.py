@@ -142,7 +142,8 @@ def inlier_bounds(query: PhotoFeatures, pairs: list[tuple[np.ndarray, np.ndarray
     sizes = [len(q_rows) for q_rows, _ in pairs]
     owners = np.repeat(np.arange(len(pairs)), sizes)
     all_rows = np.concatenate([q_rows for q_rows, _ in pairs]) if pairs else np.empty(0, np.int64)
-    distinct = np.unique(owners * (int(location.max()) + 1) + location[all_rows]) // (int(location.max()) + 1)
+    locations = int(location.max()) + 1
+    distinct = np.unique(owners * locations + location[all_rows]) // locations
     return np.bincount(distinct, minlength=len(pairs)).tolist()
 
 

@@ -1,7 +1,6 @@
 """Photos → stored vectors. A vector is computed once per (file content, extractor) and kept in the database."""
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from catalog.models import ProductImage, file_sha256, is_content_hash
 from ..extractors.base import FeatureExtractor
 from ..imaging import ImageRejected, decode_image
 from ..models import ImageEmbedding, vector_from_bytes, vector_to_bytes
+from .pools import ordered_map
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +129,7 @@ def _decode_one_copy_each(copies: dict[str, list[ProductImage]], errors: dict[in
     one by one left a core idle for a quarter of a bulk reindex."""
     decoded = []
     workers = settings.VISUALSEARCH["MAX_CONCURRENT_DECODES"]
-    if workers > 1 and len(copies) > 1:
-        results = list(_decode_pool(workers).map(_first_readable, copies.values()))
-    else:
-        results = [_first_readable(images) for images in copies.values()]
+    results = ordered_map("decode", _first_readable, copies.values(), workers)
     for sha, (pixels, failures) in zip(copies, results):
         if pixels is None:
             errors.update(failures)
@@ -141,12 +138,6 @@ def _decode_one_copy_each(copies: dict[str, list[ProductImage]], errors: dict[in
         if failures:
             logger.warning("photos %s: file unreadable, content %s read from another copy", sorted(failures), sha[:12])
     return decoded
-
-
-@functools.cache
-def _decode_pool(workers: int) -> ThreadPoolExecutor:
-    """One pool per process: fresh threads per batch would each get a fresh malloc arena that keeps freed pixels."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="visualsearch-decode")
 
 
 def _first_readable(images: Sequence[ProductImage]):

@@ -7,12 +7,10 @@ the database so an index rebuild never decodes an image.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,6 +28,7 @@ from ..imaging import decode_image
 from ..models import LocalFeatureSet, VisualVocabulary
 from ..recognition import features, packing, vocabulary
 from ..recognition.verification import PhotoFeatures
+from .pools import ordered_map
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -220,14 +219,7 @@ def analysed_in_parallel(analyse: Callable, items: Sequence, workers: int | None
         yield from map(analyse, items)
         return
     with _opencv_single_threaded():
-        yield from _analysis_pool(workers).map(analyse, items)
-
-
-@functools.cache
-def _analysis_pool(workers: int) -> ThreadPoolExecutor:
-    """Kept for the process's life: a pool per batch would start new threads, and each new thread may get a fresh
-    malloc arena that keeps a photo's ~180 MB of scale space after it is freed (a reindex peaked ~600 MB higher)."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="visualsearch-sift")
+        yield from ordered_map("sift", analyse, items, workers)
 
 
 _opencv_threads = {"users": 0, "before": 0}
