@@ -253,6 +253,7 @@ if VISUALSEARCH_INDEX_BACKEND == "elasticsearch":
             "bulk_chunk": env.int("ELASTICSEARCH_BULK_CHUNK", default=500),  # documents per bulk request
             # Seconds without a renewal after which a rebuild counts as crashed and the next `reindex` may start.
             "rebuild_lock_ttl": env.float("ELASTICSEARCH_REBUILD_LOCK_TTL", default=300.0),
+            "rebuild_merge_timeout": env.float("ELASTICSEARCH_REBUILD_MERGE_TIMEOUT", default=1800.0),
         },
     }
 else:

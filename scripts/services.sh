@@ -347,6 +347,11 @@ es_configure() {
     echo "path.data: $d/data"
     echo "path.logs: $d/logs"
     echo "cluster.routing.allocation.disk.threshold_enabled: false"
+    # Since 8.19 a node also stops starting merges when its disk is 95 % full (indices.merge.disk.watermark.high):
+    # on a busy CI disk every force merge then waits for ever. A dev/CI node does not guard the disk (as above).
+    if [[ "$(printf '%s\n' 8.19 "$ES_VERSION" | sort -V | head -n 1)" == 8.19 ]]; then
+      echo "indices.merge.disk.check_interval: 0s"
+    fi
     # x-pack settings only exist when the module ships (unknown settings abort start-up)
     if [[ -d "$ES_HOME/modules/x-pack-security" ]]; then
       echo "xpack.security.enabled: false"
@@ -477,6 +482,22 @@ es_status() {
   done
 }
 
+# What a hung or failing test run needs to be diagnosed afterwards (CI prints it when a step fails): the tasks still
+# running and queued, busy thread pools, the hottest threads and the end of each node's log.
+es_diagnose() {
+  local i d path
+  ES_VERSION="${ES_VERSION:-$(cat "$ES_BASE/version" 2>/dev/null || echo unknown)}"
+  for ((i = 1; i <= ES_NODES; i++)); do
+    es_node "$i"; d="$(es_node_dir)"
+    echo "=== elasticsearch node-$i $ES_NODE_URL"
+    for path in "_cluster/health?pretty" "_cat/tasks?v&detailed" "_cluster/pending_tasks?pretty" \
+                "_cat/thread_pool?v&h=name,active,queue,rejected,completed" "_nodes/_local/hot_threads?threads=5"; do
+      echo "--- GET /$path"; curl -sS -m 10 "$ES_NODE_URL/$path" 2>&1 | head -n 150 | cut -c1-300
+    done
+    echo "--- tail of $d/logs/project-services*.log"; tail -n 40 "$d"/logs/project-services*.log 2>/dev/null | cut -c1-400
+  done
+}
+
 # ----------------------------------------------------------------------------------------------------------- Redis
 # The Celery broker. Append-only file on: a queued indexing task survives a broker restart. No RDB snapshots.
 REDIS_DIR="$STATE_DIR/redis"
@@ -554,11 +575,14 @@ case "$cmd" in
     if wants elasticsearch; then es_status; fi
     if wants redis; then redis_status; fi
     ;;
+  diagnose)
+    if wants elasticsearch; then es_diagnose; fi
+    ;;
   env)
     echo "export DATABASE_URL=$DATABASE_URL"
     echo "export ELASTICSEARCH_URL=$ELASTICSEARCH_URL"
     echo "export CELERY_BROKER_URL=$CELERY_BROKER_URL"
     ;;
   *)
-    echo "usage: $0 start|stop|status|env [mariadb|elasticsearch|redis] [--es-nodes N]" >&2; exit 2;;
+    echo "usage: $0 start|stop|status|env|diagnose [mariadb|elasticsearch|redis] [--es-nodes N]" >&2; exit 2;;
 esac

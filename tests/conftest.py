@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
@@ -11,6 +14,18 @@ from PIL import Image, ImageDraw
 
 from catalog.models import Product, ProductImage
 from tests.services import delete_indexes, uses_elasticsearch
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that timed out (pytest.ini's `timeout`) reports what the Elasticsearch server was doing at that
+    moment: by the end of the run the task that hung it may be long gone."""
+    report = (yield).get_result()
+    if report.failed and call.excinfo and "Timeout" in str(call.excinfo.value) and os.environ.get("ELASTICSEARCH_URL"):
+        script = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
+        run = subprocess.run(["bash", str(script), "diagnose", "elasticsearch"], capture_output=True, text=True,
+                             timeout=120, check=False)
+        report.sections.append(("Elasticsearch when the test timed out", run.stdout + run.stderr))
 
 
 @pytest.fixture(autouse=True)

@@ -112,6 +112,21 @@ def test_a_rebuilt_index_goes_live_merged_into_one_segment(es_index):
     assert [copy["num_search_segments"] for copies in only["shards"].values() for copy in copies] == [1]
 
 
+def test_a_force_merge_that_never_finishes_does_not_hold_the_rebuild_back(es_index, monkeypatch, caplog):
+    """The merge only buys speed: one stuck on the server (never reported complete) must not keep the lock and the
+    new index waiting for ever. The rebuild goes live unmerged after the timeout and says so."""
+    index = es_index(rebuild_merge_timeout=0.5)
+    monkeypatch.setattr(type(index.aliases), "_task_completed", lambda self, task: False)
+    entries = random_entries(30, DIM, products=10, seed=4)
+
+    assert index.rebuild(entries, expected_count=30) == 30
+
+    assert index.image_ids() == {e.image_id for e in entries}
+    assert "has not finished after 0.5 s" in caplog.text
+    index.aliases.lock.acquire()  # released: the next rebuild can start at once
+    index.aliases.lock.release()
+
+
 def test_writes_during_a_rebuild_are_not_lost(es_index):
     """Photos written and deleted while a rebuild streams the old state end up exactly as the 'database' says."""
     index = es_index(bulk_chunk=50)

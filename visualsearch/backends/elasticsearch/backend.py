@@ -26,7 +26,7 @@ from elasticsearch.serializer import OrjsonSerializer
 
 from ..base import EntriesRejected, IndexEntry, IndexUnavailable, SearchFilters, SearchHit, VectorIndex
 from . import naming
-from .aliases import AliasManager
+from .aliases import DEFAULT_MERGE_TIMEOUT, AliasManager
 from .documents import ADDED_FIELDS, mapping
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class ElasticsearchIndex(VectorIndex):
         bulk_timeout: float = 60.0,
         bulk_chunk: int = 500,
         rebuild_lock_ttl: float = 300.0,
+        rebuild_merge_timeout: float = DEFAULT_MERGE_TIMEOUT,
     ) -> None:
         super().__init__(extractor_id=extractor_id, dim=dim)
         # orjson encodes the float vectors of a bulk load several times faster than the standard library.
@@ -84,7 +85,7 @@ class ElasticsearchIndex(VectorIndex):
         self.own_names = naming.own_names(alias, extractor_id)
         # A rebuild that crashed (SIGKILL, a lost machine) blocks the next one until its lock expires.
         self.aliases = AliasManager(self.client, alias, extractor_id, self._create_index, replicas=replicas,
-                                    lock_ttl=rebuild_lock_ttl)
+                                    lock_ttl=rebuild_lock_ttl, merge_timeout=rebuild_merge_timeout)
 
     # --- writes ------------------------------------------------------------------------------------------------
 
