@@ -17,7 +17,7 @@ from .common import (elasticsearch_url, fmt, load_average, log, machine_info, pr
                      wait_for_quiet, write_json)  # fmt: skip
 
 QUICK = {"images": 300, "requests": 10, "seed_images": 20, "sizes": [2_000, 10_000], "es_sizes": [2_000],
-         "queries": 30, "real_vectors": 3_000, "real_vectors_real": 300}  # fmt: skip
+         "queries": 30, "real_vectors": 5_000, "real_vectors_real": 4_000}  # fmt: skip
 QUICK_RECOGNITION = {"recognition": [600], "recognition_real": 60}
 
 

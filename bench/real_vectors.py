@@ -74,6 +74,9 @@ def clustered(real: np.ndarray, owners: np.ndarray, count: int, rng: np.random.G
     for row, owner in enumerate(owners.tolist()):
         by_source.setdefault(owner, []).append(row)
     groups = [np.array(rows) for rows in by_source.values() if len(rows) >= 2]
+    if not groups:
+        raise SystemExit(f"bench.real_vectors: the clustered model needs two real embeddings of a source photo: "
+                         f"--real must be at least twice the {len(by_source):,} source photos")
     base = real[rng.integers(0, len(real), count)]
     chosen = [groups[g] for g in rng.integers(0, len(groups), count)]
     pairs = np.array([rng.choice(rows, 2, replace=False) for rows in chosen])
