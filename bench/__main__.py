@@ -1,10 +1,11 @@
-"""Run all four benchmarks at the default scale and print a combined summary: ``python -m bench``.
+"""Run every benchmark at the default scale, print a summary and issue 8's targets: ``python -m bench``.
 
 Waits first (up to 10 minutes, polling every 30 s) until the load average is ≤ 1.5, so other people's test runs
 do not distort the numbers; the load before, after the wait and at the end goes into every JSON file.
 The end-to-end benchmark reuses the 10k-photo catalog that the bulk-indexing benchmark has just indexed.
-``--recognition 10000,100000`` adds the recognition benchmark (bench/recognition.py) at those catalog sizes; it is
-off by default because it adds ~10 min at 10k and ~30 min at 100k photos.
+The recognition benchmark (bench/recognition.py) runs at 10k photos (~10 min); ``--recognition 10000,100000`` adds
+the 100k catalog (~30 min more), ``--no-recognition`` skips it. The real-distribution recall curve
+(bench/real_vectors.py) needs Elasticsearch and ``../shared/data``.
 """
 from __future__ import annotations
 
