@@ -105,12 +105,14 @@ def workload(size: int, real: int, queries: int) -> tuple[Workload, dict[str, An
     random /= np.linalg.norm(random, axis=1, keepdims=True)
     kinds = {"random": random, "shopper": shopper, "cluttered": cluttered(shopper, vectors[:real], rng)}
     truth = {kind: exact_top_k(vectors, q) for kind, q in kinds.items()}
-    nearest = np.sort(shopper @ vectors.T, axis=1)[:, -K:]
-    cluttered_nearest = np.sort(kinds["cluttered"] @ vectors.T, axis=1)[:, -1]
+
+    def cosine_p50(kind: str, rank: int) -> float:  # of the rank-th nearest vector (ids are rows + 1, best first)
+        return float(np.median(np.einsum("ij,ij->i", kinds[kind], vectors[truth[kind][:, rank] - 1])))
+
     stats = {"seconds": time.perf_counter() - started, "real": real, "synthetic": max(0, size - real),
-             "shopper_cos_top1_p50": float(np.median(nearest[:, -1])),
-             "shopper_cos_top10_p50": float(np.median(nearest[:, 0])),
-             "cluttered_cos_top1_p50": float(np.median(cluttered_nearest)),
+             "shopper_cos_top1_p50": cosine_p50("shopper", 0),
+             "shopper_cos_top10_p50": cosine_p50("shopper", K - 1),
+             "cluttered_cos_top1_p50": cosine_p50("cluttered", 0),
              "mean_vector_norm": float(np.linalg.norm(vectors.mean(axis=0)))}  # fmt: skip
     return Workload(vectors, kinds, truth, np.zeros(0, np.int64)), stats
 
@@ -155,7 +157,7 @@ def tables(size: int, stats: dict[str, Any], loaded: dict[str, Any], points: lis
     return [table(f"Elasticsearch kNN on {size:,} real-distribution vectors ({stats['real']:,} real embeddings), "
                   f"rescore ×2, k={K}; loaded in {loaded['load_s']:.0f} s. Shopper queries: nearest cosine p50 "
                   f"{stats['shopper_cos_top1_p50']:.3f}, 10th {stats['shopper_cos_top10_p50']:.3f}; cluttered: "
-                  f"nearest {stats.get('cluttered_cos_top1_p50', float('nan')):.3f}",
+                  f"nearest {stats['cluttered_cos_top1_p50']:.3f}",
                   ["window", "num_candidates", "shopper R@10", "shopper p50 ms", "shopper p95 ms", "cluttered R@10",
                    "cluttered p50 ms", "random R@10", "random p50 ms"], rows)]  # fmt: skip
 
