@@ -158,15 +158,13 @@ def load_elasticsearch(work: Workload, es_url: str, alias: str) -> dict[str, Any
 
 
 def _json_cost(index, work: Workload) -> float:
-    """Seconds the client spends encoding the bulk bodies (floats as JSON text), extrapolated from 200 documents."""
-    from visualsearch.backends.elasticsearch.backend import _index_action
-
+    """Seconds the client spends encoding the bulk bodies (documents, then NDJSON), extrapolated from 200 documents."""
     chunk = entries(work.vectors, 0, min(200, len(work.vectors)))
-    operations = []
-    for _, image_id, doc in (_index_action(e) for e in chunk):
-        operations += [{"index": {"_index": "x", "_id": str(image_id)}}, doc]
     serializer = index.client.transport.serializers.get_serializer("application/x-ndjson")
     started = time.perf_counter()
+    operations = []
+    for _, image_id, doc in (index._index_action(e) for e in chunk):
+        operations += [{"index": {"_index": "x", "_id": str(image_id)}}, doc]
     serializer.dumps(operations)
     return (time.perf_counter() - started) * len(work.vectors) / len(chunk)
 

@@ -12,6 +12,7 @@ import pytest
 from tests.services import delete_indexes, elasticsearch_url
 from visualsearch.backends.base import IndexEntry, IndexUnavailable, SearchFilters
 from visualsearch.backends.elasticsearch import ElasticsearchIndex
+from visualsearch.backends.elasticsearch.backend import version_tuple
 
 from .contract import DIM, IndexContract, load
 from .reference import random_entries, random_unit_vectors, reference_search
@@ -82,6 +83,33 @@ def test_knn_recall_against_exact_search(es_index):
         found = {h.image_id for h in index.search(query, limit=10)}
         recalls.append(len(exact & found) / 10)
     assert np.mean(recalls) >= 0.98
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["base64 (9.3+)", "float arrays (older clusters)"])
+def test_vectors_arrive_bit_exact_in_either_encoding(es_index, packed):
+    """Each photo's own vector finds it with the score of an exact match: base64 packing loses no bit (a byte-order
+    slip would score ~0), and the float arrays older clusters get still work."""
+    index = es_index(quantization="hnsw")  # unquantised: the score is the stored float32s' own dot product
+    index._packs_vectors = packed
+    entries = random_entries(20, DIM, products=20, seed=7)
+    load(index, entries)
+    for entry in entries:
+        [best] = index.search(entry.vector, limit=1, filters=SearchFilters(active_only=False))
+        assert (best.image_id, round(best.score, 5)) == (entry.image_id, 1.0)
+
+
+def test_this_cluster_gets_base64_vectors_in_orjson_encoded_bulk_bodies(es_index):
+    index = es_index()
+    load(index, random_entries(2, DIM, products=2, seed=8))
+    [node] = index.client.nodes.info(filter_path="nodes.*.version")["nodes"].values()
+    assert index._packs_vectors is (version_tuple(node["version"]) >= (9, 3))
+    ndjson = index.client.transport.serializers.get_serializer("application/x-ndjson")
+    assert ndjson.dumps([{"vector": np.float32([0.5]).tolist()}]) == b'{"vector":[0.5]}\n'  # orjson: no spaces
+
+
+@pytest.mark.parametrize(("version", "expected"), [("8.19.2", (8, 19)), ("9.3.0-SNAPSHOT", (9, 3)), ("10.0.1", (10, 0))])
+def test_version_tuple(version, expected):
+    assert version_tuple(version) == expected
 
 
 def test_rebuild_swaps_atomically_and_keeps_the_previous_index_for_rollback(es_index):

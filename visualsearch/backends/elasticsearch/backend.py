@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
-from elasticsearch.helpers import scan
+from elasticsearch import ApiError, AuthorizationException, Elasticsearch, NotFoundError, TransportError
+from elastic_transport import NdjsonSerializer
+from elasticsearch.helpers import pack_dense_vector, scan
 from elasticsearch.serializer import OrjsonSerializer
 
 from ..base import EntriesRejected, IndexEntry, IndexUnavailable, SearchFilters, SearchHit, VectorIndex
@@ -35,6 +36,18 @@ logger = logging.getLogger(__name__)
 # Elasticsearch refuses a template that overlaps another at the same priority (a catch-all `*` template is usually
 # 0); the guard outranks others for our names, harmlessly: it carries no settings and our indexes bring their own.
 GUARD_PRIORITY = 900
+
+# From 9.3 a dense_vector accepts its float32s as one base64 string: ~4x smaller bulk bodies than decimal text, and
+# nothing for either side to format or parse. Older clusters get float arrays.
+BASE64_VECTORS_SINCE = (9, 3)
+
+
+class OrjsonNdjsonSerializer(NdjsonSerializer):
+    """The client's ``serializer=`` covers application/json only: bulk bodies (NDJSON) would still go through the
+    standard library, 1.5 ms per 1280-d vector against 0.1 ms with orjson (measured), most of a bulk load's client time."""
+
+    json_dumps = OrjsonSerializer.json_dumps
+    json_loads = OrjsonSerializer.json_loads
 
 
 class ElasticsearchIndex(VectorIndex):
@@ -62,9 +75,9 @@ class ElasticsearchIndex(VectorIndex):
         rebuild_merge_timeout: float = DEFAULT_MERGE_TIMEOUT,
     ) -> None:
         super().__init__(extractor_id=extractor_id, dim=dim)
-        # orjson encodes the float vectors of a bulk load several times faster than the standard library.
         self.client = Elasticsearch(
-            list(hosts), request_timeout=timeout, max_retries=1, retry_on_timeout=False, serializer=OrjsonSerializer()
+            list(hosts), request_timeout=timeout, max_retries=1, retry_on_timeout=False,
+            serializers={"application/json": OrjsonSerializer(), "application/x-ndjson": OrjsonNdjsonSerializer()},
         )
         # Searches and live writes fail fast (→ 503 / pending); a rebuild's multi-megabyte bulk requests may take longer.
         self.bulk_client = self.client.options(request_timeout=bulk_timeout)
@@ -82,6 +95,7 @@ class ElasticsearchIndex(VectorIndex):
         )
         self.guard_template = naming.guard_template(alias, extractor_id)
         self._fields_checked = False
+        self._packs_vectors: bool | None = None  # known at the first write
         self.own_names = naming.own_names(alias, extractor_id)
         # A rebuild that crashed (SIGKILL, a lost machine) blocks the next one until its lock expires.
         self.aliases = AliasManager(self.client, alias, extractor_id, self._create_index, replicas=replicas,
@@ -96,7 +110,7 @@ class ElasticsearchIndex(VectorIndex):
         with _unavailable_on_errors():
             targets = self.aliases.write_targets()
             self._add_new_fields(targets)
-            self._bulk(targets, [_index_action(e) for e in entries], version)
+            self._bulk(targets, [self._index_action(e) for e in entries], version)
 
     def _add_new_fields(self, targets: Sequence[str]) -> None:
         """Once per process: put fields added since an index was built on it, so its strict mapping accepts them."""
@@ -130,6 +144,11 @@ class ElasticsearchIndex(VectorIndex):
                 rejected.update(_bulk_rejections(client.bulk(operations=operations), missing_ok=missing_ok))
         if rejected:
             raise EntriesRejected(rejected)
+
+    def _index_action(self, entry: IndexEntry) -> tuple:
+        if self._packs_vectors is None:
+            self._packs_vectors = _accepts_base64_vectors(self.client)
+        return _index_action(entry, packed=self._packs_vectors)
 
     def _create_index(self, name: str) -> None:
         self._forbid_auto_create()
@@ -236,7 +255,8 @@ class ElasticsearchIndex(VectorIndex):
             if np.shape(entry.vector) != (self.dim,):
                 raise ValueError(f"vector has shape {np.shape(entry.vector)}, index expects ({self.dim},)")
         try:
-            self._bulk([target], [_index_action(e) for e in batch], version, client=self.bulk_client, missing_ok=False)
+            self._bulk([target], [self._index_action(e) for e in batch], version, client=self.bulk_client,
+                       missing_ok=False)
         except EntriesRejected as exc:  # a rebuild goes on without them (their photos' rows say nothing: logged)
             logger.warning("rebuild: %s", exc)
             return len(_unique_ids(batch) - set(exc.rejected))
@@ -257,7 +277,24 @@ class ElasticsearchIndex(VectorIndex):
         return []
 
 
-def _index_action(entry: IndexEntry) -> tuple:
+def _accepts_base64_vectors(client: Elasticsearch) -> bool:
+    """Whether every node takes base64 vectors: a mixed cluster mid-upgrade parses what its oldest node does. A
+    user without the monitor privilege cannot ask: float arrays, which every version takes."""
+    try:
+        nodes = client.nodes.info(filter_path="nodes.*.version")["nodes"].values()
+    except AuthorizationException:
+        logger.info("cannot read the cluster's node versions (no monitor privilege): sending vectors as float arrays")
+        return False
+    return min(version_tuple(node["version"]) for node in nodes) >= BASE64_VECTORS_SINCE
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _index_action(entry: IndexEntry, *, packed: bool = False) -> tuple:
+    vector = np.asarray(entry.vector, dtype=np.float32)
     doc = {
         "image_id": entry.image_id,
         "product_id": entry.product_id,
@@ -266,7 +303,7 @@ def _index_action(entry: IndexEntry) -> tuple:
         "price": entry.price,
         "in_stock": entry.in_stock,
         "indexed_at_us": _now_us(),
-        "vector": np.asarray(entry.vector, dtype=np.float32).tolist(),
+        "vector": pack_dense_vector(vector) if packed else vector.tolist(),
     }
     if entry.words is not None and len(entry.words):
         doc["words"] = " ".join(map(str, np.asarray(entry.words, dtype=np.int64).tolist()))  # repeats = frequency
