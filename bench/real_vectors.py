@@ -78,11 +78,15 @@ def clustered(real: np.ndarray, owners: np.ndarray, count: int, rng: np.random.G
     if not groups:
         raise SystemExit(f"bench.real_vectors: the clustered model needs two real embeddings of a source photo: "
                          f"--real must be at least twice the {len(by_source):,} source photos")
-    base = real[rng.integers(0, len(real), count)]
+    base = rng.integers(0, len(real), count)
     chosen = [groups[g] for g in rng.integers(0, len(groups), count)]
     pairs = np.array([rng.choice(rows, 2, replace=False) for rows in chosen])
-    rows = base + real[pairs[:, 0]] - real[pairs[:, 1]]
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    out = np.empty((count, real.shape[1]), np.float32)
+    for start in range(0, count, 65_536):  # in slices: at 1M vectors the whole sum would take three 5 GB temporaries
+        part = slice(start, start + 65_536)
+        rows = real[base[part]] + real[pairs[part, 0]] - real[pairs[part, 1]]
+        out[part] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return out
 
 
 def cluttered(shopper: np.ndarray, real: np.ndarray, rng: np.random.Generator, others: int = 2) -> np.ndarray:
