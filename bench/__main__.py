@@ -5,7 +5,8 @@ do not distort the numbers; the load before, after the wait and at the end goes 
 The end-to-end benchmark reuses the 10k-photo catalog that the bulk-indexing benchmark has just indexed.
 The recognition benchmark (bench/recognition.py) runs at 10k photos (~10 min); ``--recognition 10000,100000`` adds
 the 100k catalog (~30 min more), ``--no-recognition`` skips it. The real-distribution recall curve
-(bench/real_vectors.py) needs Elasticsearch and ``../shared/data``.
+(bench/real_vectors.py) needs Elasticsearch and ``../shared/data``. ``--vectors-1m`` adds the million-vector rows
+(bench/vectors_1m.py: int8_hnsw and bbq_hnsw with their memory, about an hour on 2 cores).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import argparse
 import time
 from typing import Any
 
-from . import bulk_indexing, e2e_search, real_vectors, recognition, seed_baseline, vector_search
+from . import bulk_indexing, e2e_search, real_vectors, recognition, seed_baseline, vector_search, vectors_1m
 from .common import (elasticsearch_url, fmt, load_average, log, machine_info, print_tables, table, times,
                      wait_for_quiet, write_json)  # fmt: skip
 
@@ -40,6 +41,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="bench.real_vectors: Elasticsearch recall curve on N real-distribution vectors (100000)")
     parser.add_argument("--real-vectors-real", type=int, default=10_000, help="of which real embeddings (10000)")
     parser.add_argument("--recognition-real", type=int, default=500, help="real photos in bench.recognition (500)")
+    parser.add_argument("--vectors-1m", action="store_true",
+                        help="add bench.vectors_1m: Elasticsearch at 1M vectors, int8_hnsw and bbq_hnsw (~1 h)")
     args = parser.parse_args(argv)
     if args.quick:
         vars(args).update(QUICK)
@@ -48,7 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.no_recognition:
         args.recognition = []
     if args.no_es:
-        args.es_sizes, args.real_vectors = [], 0
+        args.es_sizes, args.real_vectors, args.vectors_1m = [], 0, False
     return args
 
 
@@ -82,6 +85,10 @@ def run_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if args.real_vectors:
         timed_run("real_vectors", lambda: real_vectors.run(size=args.real_vectors, real=args.real_vectors_real,
                                                            queries=args.queries))
+    if args.vectors_1m:
+        size = 20_000 if args.quick else 1_000_000
+        timed_run("vectors_1m", lambda: vectors_1m.run(size=size, real=min(size, args.real_vectors_real),
+                                                       queries=args.queries, quantizations=vectors_1m.QUANTIZATIONS))
     for size in args.recognition:
         timed_run(f"recognition_{size}", lambda size=size: recognition.run(
             images=size, real=min(args.recognition_real, size), requests=args.requests, warmup=5,
@@ -174,6 +181,8 @@ def targets_table(p: dict[str, dict[str, Any]]) -> str:
                              _verdict(ratio >= goal)])
     if "real_vectors" in p:
         rows.extend(_real_vector_rows(p["real_vectors"]))
+    if "vectors_1m" in p:
+        rows.extend(_million_rows(p["vectors_1m"]))
     vectors = p.get("vector_search", {}).get("results", {}).get("embedded", {})
     if vectors:
         size = max(vectors, key=int)
@@ -208,6 +217,20 @@ def _real_vector_rows(r: dict[str, Any]) -> list[list[Any]]:
     meeting = [q for q in curve if q["shopper"]["recall_at_10"] >= 0.98]
     if meeting:
         rows.append(row(min(meeting, key=lambda q: q["shopper"]["latency_ms"]["p50"]), "fastest with recall ≥ 0.98"))
+    return rows
+
+
+def _million_rows(r: dict[str, Any]) -> list[list[Any]]:
+    """Per quantisation: the default num_candidates' point at 1M vectors, with the memory its hot files need."""
+    rows = []
+    for quantization, q in r["rows"].items():
+        point = next(c for c in q["curve"] if c["num_candidates"] == vector_search.DEFAULT_ES["num_candidates"])
+        s, memory = point["shopper"], q["memory"]
+        rows.append([f"Elasticsearch kNN, {r['config']['size']:,} vectors, {quantization} (num_candidates "
+                     f"{point['num_candidates']:,})",
+                     f"recall@10 {s['recall_at_10']:.3f}, p50 {fmt(s['latency_ms']['p50'])} ms; hot vector files "
+                     f"{fmt(memory['graph_mb'] + memory['quantized_mb'], 0)} MB, store {fmt(memory['store_mb'], 0)} MB",
+                     "reported (no target)", "-"])  # fmt: skip
     return rows
 
 

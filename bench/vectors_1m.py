@@ -118,9 +118,9 @@ def run(*, size: int, real: int, queries: int, quantizations: list[str]) -> dict
 
 def tables(size: int, rows: dict[str, Any]) -> list[str]:
     memory_rows = [[q, f"{r['load_s']:.0f}", f"{r['merge_wait_s']:.0f}", r["segments"],
-                    f"{r['memory']['graph_mb'] + r['memory']['quantized_mb']:,.0f}", f"{r['memory']['float32_mb']:,.0f}",
-                    f"{r['memory']['store_mb']:,.0f}", f"{r['memory']['heap_used_mb']:,.0f}",
-                    f"{r['memory'].get('rss_mb', float('nan')):,.0f}"] for q, r in rows.items()]  # fmt: skip
+                    *(f"{mb:,.0f}" for mb in (m["graph_mb"] + m["quantized_mb"], m["float32_mb"], m["store_mb"],
+                                              m["heap_used_mb"], m.get("rss_mb", float("nan"))))]
+                   for q, r in rows.items() for m in [r["memory"]]]  # fmt: skip
     curve_rows = [[q, f"{p['num_candidates']:,}", f"{p['shopper']['recall_at_10']:.3f}",
                    p["shopper"]["latency_ms"]["p50"], p["shopper"]["latency_ms"]["p95"],
                    f"{p['cluttered']['recall_at_10']:.3f}", p["cluttered"]["latency_ms"]["p50"],

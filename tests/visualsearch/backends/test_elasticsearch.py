@@ -107,7 +107,8 @@ def test_this_cluster_gets_base64_vectors_in_orjson_encoded_bulk_bodies(es_index
     assert ndjson.dumps([{"vector": np.float32([0.5]).tolist()}]) == b'{"vector":[0.5]}\n'  # orjson: no spaces
 
 
-@pytest.mark.parametrize(("version", "expected"), [("8.19.2", (8, 19)), ("9.3.0-SNAPSHOT", (9, 3)), ("10.0.1", (10, 0))])
+@pytest.mark.parametrize(("version", "expected"),
+                         [("8.19.2", (8, 19)), ("9.3.0-SNAPSHOT", (9, 3)), ("10.0.1", (10, 0))])
 def test_version_tuple(version, expected):
     assert version_tuple(version) == expected
 
