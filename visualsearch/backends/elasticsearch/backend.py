@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-from elasticsearch import ApiError, AuthorizationException, Elasticsearch, NotFoundError, TransportError
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 from elastic_transport import NdjsonSerializer
 from elasticsearch.helpers import pack_dense_vector, scan
 from elasticsearch.serializer import OrjsonSerializer
@@ -279,12 +279,13 @@ class ElasticsearchIndex(VectorIndex):
 
 
 def _accepts_base64_vectors(client: Elasticsearch) -> bool:
-    """Whether every node takes base64 vectors: a mixed cluster mid-upgrade parses what its oldest node does. A
-    user without the monitor privilege cannot ask: float arrays, which every version takes."""
+    """Whether every node takes base64 vectors: a mixed cluster mid-upgrade parses what its oldest node does. Where
+    the versions cannot be read (a user without the monitor privilege, a serverless project): float arrays, which
+    every version takes."""
     try:
         nodes = client.nodes.info(filter_path="nodes.*.version")["nodes"].values()
-    except AuthorizationException:
-        logger.info("cannot read the cluster's node versions (no monitor privilege): sending vectors as float arrays")
+    except ApiError as exc:
+        logger.info("cannot read the cluster's node versions (%s): sending vectors as float arrays", exc)
         return False
     return min(version_tuple(node["version"]) for node in nodes) >= BASE64_VECTORS_SINCE
 
