@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from elasticsearch import ApiError
 
 from tests.services import delete_indexes, elasticsearch_url
 from visualsearch.backends.base import IndexEntry, IndexUnavailable, SearchFilters
@@ -105,6 +106,21 @@ def test_this_cluster_gets_base64_vectors_in_orjson_encoded_bulk_bodies(es_index
     assert index._packs_vectors is (version_tuple(node["version"]) >= (9, 3))
     ndjson = index.client.transport.serializers.get_serializer("application/x-ndjson")
     assert ndjson.dumps([{"vector": np.float32([0.5]).tolist()}]) == b'{"vector":[0.5]}\n'  # orjson: no spaces
+
+
+def test_a_user_who_may_not_read_node_versions_still_writes_with_float_arrays(es_index, monkeypatch):
+    """An API key without the monitor privilege (or a serverless project) is refused the version query."""
+    index = es_index()
+
+    def refuse(**kwargs):
+        meta = type("Meta", (), {"status": 403})()
+        raise ApiError("action [cluster:monitor/nodes/info] is unauthorized", meta=meta, body={})
+
+    monkeypatch.setattr(index.client.nodes, "info", refuse)
+    [entry] = random_entries(1, DIM, products=1, seed=9)
+    load(index, [entry])
+    assert index._packs_vectors is False
+    assert index.search(entry.vector, limit=1, filters=SearchFilters(active_only=False))[0].image_id == entry.image_id
 
 
 @pytest.mark.parametrize(("version", "expected"),
