@@ -223,10 +223,10 @@ def _real_vector_rows(r: dict[str, Any]) -> list[list[Any]]:
 def _million_rows(r: dict[str, Any]) -> list[list[Any]]:
     """Per quantisation: the default num_candidates' point at 1M vectors, with the memory its hot files need."""
     rows = []
-    for quantization, q in r["rows"].items():
+    for quantization, state, q in vectors_1m.states(r["rows"]):
         point = next(c for c in q["curve"] if c["num_candidates"] == vector_search.DEFAULT_ES["num_candidates"])
         s, memory = point["shopper"], q["memory"]
-        rows.append([f"Elasticsearch kNN, {r['config']['size']:,} vectors, {quantization} (num_candidates "
+        rows.append([f"Elasticsearch kNN, {r['config']['size']:,} vectors, {quantization}, {state} (num_candidates "
                      f"{point['num_candidates']:,})",
                      f"recall@10 {s['recall_at_10']:.3f}, p50 {fmt(s['latency_ms']['p50'])} ms; hot vector files "
                      f"{fmt(memory['graph_mb'] + memory['quantized_mb'], 0)} MB, store {fmt(memory['store_mb'], 0)} MB",

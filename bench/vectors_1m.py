@@ -7,8 +7,9 @@ k × oversample, a few hundred random reads a query), the store on disk, and the
 
 Vectors and queries as ``bench.real_vectors`` (same generator: 10 000 real embeddings, the rest from the clustered
 model fitted to them). Loaded through the backend's live writes in chunks of 1000, then refreshed; we wait for the
-background merges and report the segments left (a ``reindex`` would also force-merge to one segment: at this size
-that takes longer than the load, and the rebuild bounds it with ``ELASTICSEARCH_REBUILD_MERGE_TIMEOUT``).
+background merges and measure the index as live writes leave it (a few dozen segments, each searched), then
+force-merge it to one segment as ``reindex`` does before its swap (timed: the rebuild waits for it up to
+``ELASTICSEARCH_REBUILD_MERGE_TIMEOUT``) and measure again.
 
     .venv/bin/python -m bench.vectors_1m [--size 1000000] [--quantizations int8_hnsw,bbq_hnsw] [--queries 200]
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import elasticsearch_url, elasticsearch_version, log, machine_info, print_tables, table, write_json
+from .es import client as es_client
 from .es import delete_indexes, segment_count, unique_prefix, wait_for_merges
 from .real_vectors import workload
 from .vector_search import CHUNK, DEFAULT_ES, DIM, Workload, _django, entries, es_search, measure
@@ -51,8 +53,22 @@ def load(work: Workload, es_url: str, alias: str, quantization: str):
     concrete = index.aliases.write_targets()[0]
     merge_wait_s = wait_for_merges(index.client, concrete, timeout_s=MERGE_WAIT_S)
     out = {"load_s": load_s, "merge_wait_s": merge_wait_s, "segments": segment_count(index.client, concrete),
-           "memory": memory(index.client, concrete)}
+           "memory": memory(index.client, concrete), "concrete": concrete}
     index.close()
+    return out
+
+
+def force_merge(es_url: str, index: str) -> dict[str, Any]:
+    """Merge into one segment as a rebuild does before going live; seconds it took and what it left."""
+    es = es_client(es_url, timeout=MERGE_WAIT_S + 60)
+    started = time.perf_counter()
+    task = es.indices.forcemerge(index=index, max_num_segments=1, wait_for_completion=False)["task"]
+    while not es.tasks.get(task_id=task)["completed"]:
+        if time.perf_counter() - started > MERGE_WAIT_S:
+            raise SystemExit(f"bench.vectors_1m: the force merge of {index} took over {MERGE_WAIT_S} s")
+        time.sleep(5)
+    out = {"merge_s": time.perf_counter() - started, "segments": segment_count(es, index), "memory": memory(es, index)}
+    es.close()
     return out
 
 
@@ -107,7 +123,12 @@ def run(*, size: int, real: int, queries: int, quantizations: list[str]) -> dict
             loaded = load(work, es_url, alias, quantization)
             log(f"vectors_1m {quantization}: loaded in {loaded['load_s']:.0f} s, merges {loaded['merge_wait_s']:.0f} s,"
                 f" {loaded['segments']} segments; querying")
-            rows[quantization] = {**loaded, "curve": measure_curve(work, es_url, alias, quantization)}
+            loaded["curve"] = measure_curve(work, es_url, alias, quantization)
+            merged = force_merge(es_url, loaded.pop("concrete"))
+            log(f"vectors_1m {quantization}: force-merged to {merged['segments']} segment(s) in "
+                f"{merged['merge_s']:.0f} s; querying")
+            merged["curve"] = measure_curve(work, es_url, alias, quantization)
+            rows[quantization] = {**loaded, "merged": merged}
         finally:
             delete_indexes(es_url, alias)
     return {"benchmark": NAME, "machine": machine_info(es_url),
@@ -116,24 +137,33 @@ def run(*, size: int, real: int, queries: int, quantizations: list[str]) -> dict
             "workload": stats, "rows": rows, "tables": tables(size, rows)}
 
 
+def states(rows: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(quantization, state, measurements): each index as live writes left it, then force-merged."""
+    return [(q, state, r) for q, loaded in rows.items()
+            for state, r in ((f"as loaded, {loaded['segments']} segments", loaded),
+                             (f"force-merged in {loaded['merged']['merge_s']:.0f} s", loaded["merged"]))]
+
+
 def tables(size: int, rows: dict[str, Any]) -> list[str]:
     memory_rows = [[q, f"{r['load_s']:.0f}", f"{r['merge_wait_s']:.0f}", r["segments"],
+                    f"{r['merged']['merge_s']:.0f}", r["merged"]["segments"],
                     *(f"{mb:,.0f}" for mb in (m["graph_mb"] + m["quantized_mb"], m["float32_mb"], m["store_mb"],
                                               m["heap_used_mb"], m.get("rss_mb", float("nan"))))]
-                   for q, r in rows.items() for m in [r["memory"]]]  # fmt: skip
-    curve_rows = [[q, f"{p['num_candidates']:,}", f"{p['shopper']['recall_at_10']:.3f}",
+                   for q, r in rows.items() for m in [r["merged"]["memory"]]]  # fmt: skip
+    curve_rows = [[q, state, f"{p['num_candidates']:,}", f"{p['shopper']['recall_at_10']:.3f}",
                    p["shopper"]["latency_ms"]["p50"], p["shopper"]["latency_ms"]["p95"],
                    f"{p['cluttered']['recall_at_10']:.3f}", p["cluttered"]["latency_ms"]["p50"],
                    f"{p['random']['recall_at_10']:.3f}", p["random"]["latency_ms"]["p50"]]
-                  for q, r in rows.items() for p in r["curve"]]  # fmt: skip
+                  for q, state, r in states(rows) for p in r["curve"]]  # fmt: skip
     return [
-        table(f"Elasticsearch at {size:,} real-distribution 1280-d vectors: load and memory (MB). 'Hot' = HNSW graph "
-              "+ quantised vectors, the files kNN reads on every query (keep them in the page cache)",
-              ["quantization", "load s", "merge wait s", "segments", "hot MB", "float32 MB", "store MB",
-               "heap used MB", "node RSS MB"], memory_rows),
+        table(f"Elasticsearch at {size:,} real-distribution 1280-d vectors: load, merge and memory once merged (MB). "
+              "'Hot' = HNSW graph + quantised vectors, the files kNN reads on every query (keep them in the page "
+              "cache)",
+              ["quantization", "load s", "merge wait s", "segments", "force merge s", "segments after", "hot MB",
+               "float32 MB", "store MB", "heap used MB", "node RSS MB"], memory_rows),
         table(f"Elasticsearch kNN at {size:,} real-distribution vectors, window {DEFAULT_ES['knn_window']}, rescore "
               f"×{DEFAULT_ES['rescore_oversample']:g}, k=10",
-              ["quantization", "num_candidates", "shopper R@10", "shopper p50 ms", "shopper p95 ms",
+              ["quantization", "index", "num_candidates", "shopper R@10", "shopper p50 ms", "shopper p95 ms",
                "cluttered R@10", "cluttered p50 ms", "random R@10", "random p50 ms"], curve_rows),
     ]
 
