@@ -254,6 +254,8 @@ if VISUALSEARCH_INDEX_BACKEND == "elasticsearch":
             # Seconds without a renewal after which a rebuild counts as crashed and the next `reindex` may start.
             "rebuild_lock_ttl": env.float("ELASTICSEARCH_REBUILD_LOCK_TTL", default=300.0),
             "rebuild_merge_timeout": env.float("ELASTICSEARCH_REBUILD_MERGE_TIMEOUT", default=1800.0),
+            # One segment is fastest to search up to a few 100k photos; see the README before raising it.
+            "rebuild_max_segments": env.int("ELASTICSEARCH_REBUILD_MAX_SEGMENTS", default=1),
         },
     }
 else:

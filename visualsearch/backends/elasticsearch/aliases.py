@@ -41,6 +41,7 @@ class AliasManager:
     def __init__(
         self, client: Elasticsearch, prefix: str, extractor_id: str, create_index: Callable[[str], None],
         *, replicas: int = 0, lock_ttl: float = DEFAULT_TTL, merge_timeout: float = DEFAULT_MERGE_TIMEOUT,
+        max_segments: int = 1,
     ):
         self.client = client
         self.read_alias = naming.read_alias(prefix, extractor_id)
@@ -49,6 +50,9 @@ class AliasManager:
         self.new_name = lambda: naming.new_concrete_name(prefix, extractor_id)
         self.create_index = create_index
         self.merge_timeout = merge_timeout
+        if max_segments < 1:
+            raise ValueError(f"a rebuild merges into at least one segment, not {max_segments}")
+        self.max_segments = max_segments
         self.lock = RebuildLock(client, naming.lock_index(prefix, extractor_id), ttl=lock_ttl, replicas=replicas)
 
     def write_targets(self) -> list[str]:
@@ -109,7 +113,8 @@ class AliasManager:
         lock can be renewed while it works; a failure, or no end within ``merge_timeout``, costs only speed, so it is
         logged, not raised (a merge still running goes on in the background)."""
         try:
-            task = self.client.indices.forcemerge(index=index, max_num_segments=1, wait_for_completion=False)["task"]
+            task = self.client.indices.forcemerge(index=index, max_num_segments=self.max_segments,
+                                                  wait_for_completion=False)["task"]
             deadline, wait = time.monotonic() + self.merge_timeout, MERGE_POLL_S[0]
             while not self._task_completed(task):
                 if time.monotonic() >= deadline:

@@ -74,6 +74,7 @@ class ElasticsearchIndex(VectorIndex):
         bulk_chunk: int = 500,
         rebuild_lock_ttl: float = 300.0,
         rebuild_merge_timeout: float = DEFAULT_MERGE_TIMEOUT,
+        rebuild_max_segments: int = 1,
     ) -> None:
         super().__init__(extractor_id=extractor_id, dim=dim)
         self.client = Elasticsearch(
@@ -100,7 +101,8 @@ class ElasticsearchIndex(VectorIndex):
         self.own_names = naming.own_names(alias, extractor_id)
         # A rebuild that crashed (SIGKILL, a lost machine) blocks the next one until its lock expires.
         self.aliases = AliasManager(self.client, alias, extractor_id, self._create_index, replicas=replicas,
-                                    lock_ttl=rebuild_lock_ttl, merge_timeout=rebuild_merge_timeout)
+                                    lock_ttl=rebuild_lock_ttl, merge_timeout=rebuild_merge_timeout,
+                                    max_segments=rebuild_max_segments)
 
     # --- writes ------------------------------------------------------------------------------------------------
 
