@@ -133,13 +133,19 @@ def curve(work: Workload, es_url: str, alias: str) -> list[dict[str, Any]]:
     return out
 
 
-def run(*, size: int, real: int, queries: int) -> dict[str, Any]:
+def es_workload(name: str, size: int, real: int, queries: int) -> tuple[str, Workload, dict[str, Any]]:
+    """What a benchmark of Elasticsearch on these vectors starts from: its URL (checked), the vectors and truth."""
     _django()
     es_url = elasticsearch_url()
     if not elasticsearch_version(es_url):
-        raise SystemExit(f"bench.real_vectors: no Elasticsearch at {es_url} (bash scripts/services.sh start)")
+        raise SystemExit(f"bench.{name}: no Elasticsearch at {es_url} (bash scripts/services.sh start)")
     work, stats = workload(size, min(real, size), queries)
-    log(f"real_vectors: {size:,} vectors ({stats['real']:,} real), {stats['seconds']:.0f} s; loading Elasticsearch")
+    log(f"{name}: {size:,} vectors ({stats['real']:,} real) and exact truth in {stats['seconds']:.0f} s")
+    return es_url, work, stats
+
+
+def run(*, size: int, real: int, queries: int) -> dict[str, Any]:
+    es_url, work, stats = es_workload(NAME, size, real, queries)
     alias = unique_prefix("realvectors")
     try:
         loaded = load_elasticsearch(work, es_url, alias)

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import elasticsearch_url, elasticsearch_version, log, machine_info, print_tables, table, write_json
+from .common import log, machine_info, print_tables, table, write_json
 from .es import client as es_client
 from .es import delete_indexes, segment_count, unique_prefix, wait_for_merges
-from .real_vectors import workload
-from .vector_search import CHUNK, DEFAULT_ES, DIM, Workload, _django, entries, es_search, measure
+from .real_vectors import es_workload
+from .vector_search import CHUNK, DEFAULT_ES, DIM, Workload, entries, es_search, measure
 
 NAME = "vectors_1m"
 QUANTIZATIONS = ["int8_hnsw", "bbq_hnsw"]
@@ -110,12 +110,7 @@ def measure_curve(work: Workload, es_url: str, alias: str, quantization: str) ->
 
 
 def run(*, size: int, real: int, queries: int, quantizations: list[str]) -> dict[str, Any]:
-    _django()
-    es_url = elasticsearch_url()
-    if not elasticsearch_version(es_url):
-        raise SystemExit(f"bench.vectors_1m: no Elasticsearch at {es_url} (bash scripts/services.sh start)")
-    work, stats = workload(size, min(real, size), queries)
-    log(f"vectors_1m: {size:,} vectors ({stats['real']:,} real) and exact truth in {stats['seconds']:.0f} s")
+    es_url, work, stats = es_workload(NAME, size, real, queries)
     rows = {}
     for quantization in quantizations:
         alias = unique_prefix(f"million-{quantization.replace('_', '')}")
